@@ -1,0 +1,49 @@
+"""Convolutional pieces of the RMT macro: stem, downsampling, CPE and LCE. All take and return (B, H, W, C)."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+
+class DWConv(nn.Module):
+    """Depthwise k x k conv on a channels-last (B, H, W, C) map; CPE uses k = 3, LCE k = 5."""
+
+    def __init__(self, dim: int, kernel_size: int = 3):
+        super().__init__()
+        self.conv = nn.Conv2d(dim, dim, kernel_size, 1, kernel_size // 2, groups=dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+
+class ConvStem(nn.Module):
+    """RMT's stem: four 3x3 conv-BN(-GELU) layers; stride 4 (two stride-2 convs), or 2 for small inputs."""
+
+    def __init__(self, in_chans: int, dim: int, stride: int = 4):
+        super().__init__()
+        if stride not in (2, 4):
+            raise ValueError(f"stem stride must be 2 or 4, got {stride}")
+        half = dim // 2
+        s2 = 2 if stride == 4 else 1
+        self.stride = stride
+        self.proj = nn.Sequential(
+            nn.Conv2d(in_chans, half, 3, 2, 1), nn.BatchNorm2d(half), nn.GELU(),
+            nn.Conv2d(half, half, 3, 1, 1), nn.BatchNorm2d(half), nn.GELU(),
+            nn.Conv2d(half, dim, 3, s2, 1), nn.BatchNorm2d(dim), nn.GELU(),
+            nn.Conv2d(dim, dim, 3, 1, 1), nn.BatchNorm2d(dim),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).permute(0, 2, 3, 1)
+
+
+class ConvDownsample(nn.Module):
+    """3x3 stride-2 conv + BN between stages (RMT's patch merging)."""
+
+    def __init__(self, dim: int, out_dim: int):
+        super().__init__()
+        self.reduction = nn.Conv2d(dim, out_dim, 3, 2, 1)
+        self.norm = nn.BatchNorm2d(out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.reduction(x.permute(0, 3, 1, 2))).permute(0, 2, 3, 1)

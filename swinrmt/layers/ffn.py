@@ -1,0 +1,23 @@
+"""RMT's feed-forward network: fc1 -> GELU -> h + DWConv3x3(h) -> fc2 (the conv adds locality inside the FFN)."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .conv import DWConv
+
+
+class ConvFFN(nn.Module):
+    def __init__(self, dim: int, hidden_dim: int, drop: float = 0.0, dwconv: bool = True):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.dwconv = DWConv(hidden_dim, 3) if dwconv else None
+        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.drop(F.gelu(self.fc1(x)))
+        if self.dwconv is not None:
+            h = h + self.dwconv(h)
+        return self.drop(self.fc2(h))

@@ -1,0 +1,225 @@
+"""Windowed axial attention: a width pass, then a height pass, inside each (shifted) window.
+
+This is the shared core of RMT's decomposed MaSA (one window = the whole map, no shift) and of both Gated-SwinRMT
+mixers. The width pass mixes V along rows; the height pass mixes *that result* along columns, with the original
+q and k; each pass carries its own 1-D decay and the per-axis shift/padding mask. Two passes are enough to reach
+every token of a window, and the product of the two 1-D decays is the 2-D Manhattan decay.
+
+Layouts (all views of one rolled, padded (B, Hp, Wp, heads, d) tensor):
+  width  : (B, heads, Hp, nW, Mw, d)   sequences run along a window's row
+  height : (B, heads, nH, Wp, Mh, d)   sequences run along a window's column
+Per-pass tables broadcast against the score tensors:
+  width  : (heads, 1, nW, Mw, Mw)      height : (heads, nH, 1, Mh, Mh)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .._cache import cached
+from ..conv import DWConv
+from ..decay import decay_rates, log_decay_1d
+from ..rotary import apply_rotary, rotary_tables
+from ..windows import AxisGeometry, axis_geometry, cached_axis_allowed, crop_and_unroll, roll_and_pad
+
+NEG = -1.0e4  # masked-key bias: finite, so rows with no valid key (padding queries) stay finite in any dtype
+
+SIGMOID_NORMS = ("none", "rowsum", "n")
+
+
+@dataclass
+class PassTables:
+    """What one pass needs: an additive bias before the nonlinearity, an optional multiplier after it (sigmoid)."""
+
+    add: torch.Tensor
+    mul: torch.Tensor | None = None
+    rotary: tuple[torch.Tensor, torch.Tensor] | None = None  # (sin, cos), each (M, d)
+
+
+def width_layout(x: torch.Tensor, gw: AxisGeometry) -> torch.Tensor:
+    b, hp, wp, heads, d = x.shape
+    return x.view(b, hp, gw.num_windows, gw.window, heads, d).permute(0, 4, 1, 2, 3, 5)
+
+
+def height_layout(x: torch.Tensor, gh: AxisGeometry) -> torch.Tensor:
+    b, hp, wp, heads, d = x.shape
+    return x.view(b, gh.num_windows, gh.window, wp, heads, d).permute(0, 4, 1, 3, 2, 5)
+
+
+def width_to_height(y: torch.Tensor, gh: AxisGeometry) -> torch.Tensor:
+    """(B, heads, Hp, nW, Mw, d) -> (B, heads, nH, Wp, Mh, d) without going through the token layout."""
+    b, heads, hp, nw, mw, d = y.shape
+    return y.reshape(b, heads, gh.num_windows, gh.window, nw * mw, d).transpose(3, 4)
+
+
+def height_to_tokens(y: torch.Tensor) -> torch.Tensor:
+    """(B, heads, nH, Wp, Mh, d) -> (B, Hp, Wp, heads*d)."""
+    b, heads, nh, wp, mh, d = y.shape
+    return y.permute(0, 2, 4, 3, 1, 5).reshape(b, nh * mh, wp, heads * d)
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, t: PassTables, kind: str,
+           sigmoid_norm: str = "none", use_sdpa: bool = True) -> torch.Tensor:
+    """One 1-D attention pass over the last-but-one axis. q is already scaled by d^-1/2."""
+    if t.rotary is not None:
+        sin, cos = t.rotary
+        q, k = apply_rotary(q, sin, cos), apply_rotary(k, sin, cos)
+    if kind == "softmax":
+        if use_sdpa:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=t.add.to(q.dtype), scale=1.0)
+        return torch.softmax(q @ k.transpose(-1, -2) + t.add, dim=-1).to(v.dtype) @ v
+    a = torch.sigmoid(q @ k.transpose(-1, -2) + t.add)
+    if t.mul is not None:
+        a = a * t.mul
+    if sigmoid_norm == "rowsum":
+        a = a / (a.sum(-1, keepdim=True) + 1e-6)
+    elif sigmoid_norm == "n":
+        a = a / a.shape[-1]
+    return a.to(v.dtype) @ v
+
+
+def axial_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gh: AxisGeometry, gw: AxisGeometry,
+                           tw: PassTables, th: PassTables, kind: str = "softmax", sigmoid_norm: str = "none",
+                           use_sdpa: bool = True) -> torch.Tensor:
+    """q, k, v: rolled and padded (B, Hp, Wp, heads, d), q pre-scaled. Returns (B, Hp, Wp, heads*d)."""
+    yw = attend(width_layout(q, gw), width_layout(k, gw), width_layout(v, gw), tw, kind, sigmoid_norm, use_sdpa)
+    yh = attend(height_layout(q, gh), height_layout(k, gh), width_to_height(yw, gh), th, kind, sigmoid_norm,
+                use_sdpa)
+    return height_to_tokens(yh)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The mixer module shared by MaSA (decomposed), Retention and SWAT
+# ----------------------------------------------------------------------------------------------------------------------
+ROTARY_MODES = ("none", "flat", "window")
+
+
+def check_choice(option: str, value, choices) -> None:
+    """One-line ValueError naming the option, the bad value and what is accepted."""
+    if value not in choices:
+        raise ValueError(f"{option}={value!r} is not valid; accepted: {', '.join(map(repr, choices))}")
+
+
+def broadcast_pass_table(t: torch.Tensor, axis: str) -> torch.Tensor:
+    """(heads or 1, n_windows, M, M) -> the pass's broadcast shape (see module docstring)."""
+    return t.unsqueeze(1) if axis == "w" else t.unsqueeze(2)
+
+
+class AxialMixer(nn.Module):
+    """Projections, windowing and bookkeeping common to every windowed-axial mixer.
+
+    Subclasses define the value path (`value`), the per-pass tables (`pass_tables`) and what happens between the
+    attention output and W_O (`post`). `window_size=None` means one window = the whole map (RMT's global decomposed
+    attention); otherwise windows adapt per axis (min(M, H), min(M, W)) and an axis one window covers is not shifted.
+    """
+
+    kind = "softmax"
+
+    def __init__(self, dim: int, num_heads: int, window_size: int | None = 7, shift: bool = False,
+                 decay_a: float = 2.0, decay_b: float = 4.0, learnable_decay: bool = False, lce: bool = True,
+                 rotary: str = "none", qkv_bias: bool = True, use_sdpa: bool = True):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        check_choice("rotary", rotary, ROTARY_MODES)
+        if window_size is not None and window_size < 1:
+            raise ValueError(f"window_size must be >= 1 or None (global), got {window_size}")
+        self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
+        self.window_size, self.shift = window_size, shift
+        self.decay_a, self.decay_b = float(decay_a), float(decay_b)
+        self.rotary, self.use_sdpa = rotary, use_sdpa
+        self.scale = self.head_dim ** -0.5
+        self.q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.k = nn.Linear(dim, dim, bias=qkv_bias)
+        self.lce = DWConv(dim, 5) if lce else None
+        self.proj = nn.Linear(dim, dim)
+        if learnable_decay:
+            g = decay_rates(num_heads, decay_a, decay_b)
+            self.decay_logit = nn.Parameter(torch.log(g / (1 - g)).float())
+        else:
+            self.decay_logit = None
+
+    # -- hooks -----------------------------------------------------------------------------------------------------
+    def value(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def pass_tables(self, geo, axis: str, dtype: torch.dtype, device: torch.device) -> PassTables:
+        raise NotImplementedError
+
+    def post(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return y
+
+    # -- shared pieces ---------------------------------------------------------------------------------------------
+    def log_gamma(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """(heads,) log decay rate; differentiable only with learnable_decay."""
+        if self.decay_logit is not None:
+            return F.logsigmoid(self.decay_logit).to(dtype)
+        return torch.log(decay_rates(self.num_heads, self.decay_a, self.decay_b)).to(device, dtype)
+
+    def window_rotary(self, geo, dtype, device):
+        if self.rotary != "window":
+            return None
+        return rotary_tables(geo.window, self.head_dim, dtype, device)
+
+    def geometry(self, h: int, w: int):
+        if self.window_size is None:
+            return axis_geometry(h, h, False), axis_geometry(w, w, False)
+        return axis_geometry(h, self.window_size, self.shift), axis_geometry(w, self.window_size, self.shift)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, h, w, c = x.shape
+        heads, d = self.num_heads, self.head_dim
+        q = (self.q(x) * self.scale).view(b, h, w, heads, d)
+        k = self.k(x).view(b, h, w, heads, d)
+        v = self.value(x)
+        lce = self.lce(v) if self.lce is not None else None
+        if self.rotary == "flat":  # RMT: one code indexed by the flattened position row * W + col
+            sin, cos = rotary_tables(h * w, d, q.dtype, q.device)
+            sin, cos = sin.view(h, w, 1, d), cos.view(h, w, 1, d)
+            q, k = apply_rotary(q, sin, cos), apply_rotary(k, sin, cos)
+        gh, gw = self.geometry(h, w)
+        q, k = roll_and_pad(q, gh, gw), roll_and_pad(k, gh, gw)
+        v = roll_and_pad(v.view(b, h, w, heads, d), gh, gw)
+        tw = self.pass_tables(gw, "w", q.dtype, q.device)
+        th = self.pass_tables(gh, "h", q.dtype, q.device)
+        y = axial_window_attention(q, k, v, gh, gw, tw, th, self.kind, getattr(self, "sigmoid_norm", "none"),
+                                   self.use_sdpa)
+        y = crop_and_unroll(y, gh, gw)
+        y = self.post(y, x)
+        if lce is not None:
+            y = y + lce
+        y = self.gate_output(y, x)
+        return self.proj(y)
+
+    def gate_output(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return y
+
+    def extra_repr(self) -> str:
+        return (f"dim={self.dim}, heads={self.num_heads}, window={self.window_size}, shift={self.shift}, "
+                f"decay=({self.decay_a}, {self.decay_b}), rotary={self.rotary!r}")
+
+
+def softmax_decay_tables(mixer: AxialMixer, geo, axis: str, dtype, device) -> PassTables:
+    """|delta| * log(gamma_h) + mask, the log-space decay of RMT (decay, then renormalise by the softmax)."""
+    rot = mixer.window_rotary(geo, dtype, device)
+
+    def build_mask():
+        allowed = cached_axis_allowed(geo, device)
+        return broadcast_pass_table(torch.where(allowed, 0.0, NEG).to(dtype).unsqueeze(0), axis)
+
+    mask_key = ("softmax_mask", geo, axis, dtype, device)
+    if mixer.decay_logit is not None:  # learnable: rebuilt each forward (the one documented exception)
+        decay = broadcast_pass_table(log_decay_1d(geo.window, mixer.log_gamma(torch.float32, device)).unsqueeze(1),
+                                     axis)
+        return PassTables(cached(mask_key, build_mask) + decay.to(dtype), None, rot)
+
+    def build():
+        lg = torch.log(decay_rates(mixer.num_heads, mixer.decay_a, mixer.decay_b))
+        decay = broadcast_pass_table(log_decay_1d(geo.window, lg).unsqueeze(1), axis).to(device, dtype)
+        return cached(mask_key, build_mask) + decay
+
+    key = ("softmax_tables", geo, axis, mixer.num_heads, mixer.decay_a, mixer.decay_b, dtype, device)
+    return PassTables(cached(key, build), None, rot)

@@ -1,0 +1,63 @@
+"""RMT's Manhattan self-attention (MaSA), the baseline mixer.
+
+Early stages decompose: a width pass then a height pass over the *whole* map (the windowed axial core with one
+window and no shift), log-decay bias before the softmax. The last stage(s) use full 2-D attention with the
+Manhattan decay (|dy|+|dx|) log(gamma_h). Both add LCE (5x5 depthwise conv on V) before W_O. RMT also rotates q and k
+by a fixed sinusoidal code of the flattened position (`rotary="flat"`, on by default for fidelity).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..conv import DWConv
+from ..decay import cached_log_decay_2d
+from ..rotary import apply_rotary, rotary_tables
+from .axial import check_choice
+from .retention import RetentionMixer
+
+
+class MaSADecomposed(RetentionMixer):
+    """Global width-then-height MaSA: Retention without gate, window or shift."""
+
+    def __init__(self, dim: int, num_heads: int, rotary: str = "flat", lce: bool = True, **kw):
+        kw.pop("window_size", None), kw.pop("shift", None), kw.pop("gate", None)
+        super().__init__(dim, num_heads, window_size=None, shift=False, gate="none", lce=lce, rotary=rotary, **kw)
+
+
+class MaSA2d(nn.Module):
+    """Full 2-D MaSA: softmax(q k^T / sqrt(d) + (|dy|+|dx|) log(gamma_h)) v + LCE(v), then W_O."""
+
+    def __init__(self, dim: int, num_heads: int, decay_a: float = 2.0, decay_b: float = 4.0, rotary: str = "flat",
+                 lce: bool = True, qkv_bias: bool = True, **unused):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        check_choice("rotary", rotary, ("none", "flat"))
+        self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
+        self.decay_a, self.decay_b, self.rotary = float(decay_a), float(decay_b), rotary
+        self.q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.k = nn.Linear(dim, dim, bias=qkv_bias)
+        self.v = nn.Linear(dim, dim, bias=qkv_bias)
+        self.lce = DWConv(dim, 5) if lce else None
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, h, w, c = x.shape
+        heads, d = self.num_heads, self.head_dim
+        q, k, v = self.q(x), self.k(x), self.v(x)
+        lce = self.lce(v) if self.lce is not None else None
+        q, k, v = (t.reshape(b, h * w, heads, d).transpose(1, 2) for t in (q, k, v))
+        if self.rotary == "flat":
+            sin, cos = rotary_tables(h * w, d, q.dtype, q.device)
+            q, k = apply_rotary(q, sin, cos), apply_rotary(k, sin, cos)
+        bias = cached_log_decay_2d(h, w, heads, self.decay_a, self.decay_b, q.dtype, q.device)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        y = y.transpose(1, 2).reshape(b, h, w, c)
+        if lce is not None:
+            y = y + lce
+        return self.proj(y)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, heads={self.num_heads}, decay=({self.decay_a}, {self.decay_b}), rotary={self.rotary!r}"

@@ -1,0 +1,246 @@
+"""The shared RMT-macro backbone: conv stem -> 4 stages (conv downsample + blocks) -> RMT head.
+
+`rmt_*`, `gated_swinrmt_retention_*` and `gated_swinrmt_swat_*` are this one class with a different `mixer`, so a
+comparison between them isolates the token mixer. Internally activations are channels-last (B, H, W, C);
+`forward_features` and feature maps are returned as NCHW (the layout detection / segmentation necks expect).
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from ..layers.conv import ConvDownsample, ConvStem, DWConv
+from ..layers.drop import DropPath, LayerScale
+from ..layers.ffn import ConvFFN
+from ..layers.mixers import AxialMixer, MaSA2d, MaSADecomposed, RetentionMixer, SwatMixer
+from ..layers.mixers.axial import check_choice
+
+MIXERS = ("masa", "retention", "swat")
+
+
+def default_geometry(img_size: int | Sequence[int]) -> tuple[int, int]:
+    """(stem stride, window) that keep the 224 px / M = 7 regime of ~8, 4, 2, 1 windows per side per stage.
+
+    32 px and below: stride 4 and M = 7, CIFAR's "windows collapse to (almost) global" regime (maps 8/4/2/1).
+    Below 112 px: stride 2, M = side/16 (64 px -> maps 32/16/8/4, M = 4). Otherwise stride 4, M = side/32.
+    """
+    side = min(img_size) if isinstance(img_size, (tuple, list)) else int(img_size)
+    if side <= 0:
+        raise ValueError(f"img_size must be positive, got {img_size}")
+    if side <= 32:
+        return 4, 7
+    if side < 112:
+        return 2, max(2, round(side / 16))
+    return 4, max(2, round(side / 32))
+
+
+def _per_stage(value: Any, name: str) -> tuple:
+    if isinstance(value, (list, tuple)):
+        if len(value) != 4:
+            raise ValueError(f"{name} needs 4 per-stage values, got {len(value)}: {value}")
+        return tuple(value)
+    return (value,) * 4
+
+
+def _mixer_options(mixer: str) -> set[str]:
+    cls = {"masa": MaSADecomposed, "retention": RetentionMixer, "swat": SwatMixer}[mixer]
+    names: set[str] = set()
+    for c in (cls, AxialMixer) + ((MaSA2d,) if mixer == "masa" else ()):
+        names |= set(inspect.signature(c.__init__).parameters)
+    return names - {"self", "dim", "num_heads", "window_size", "shift", "decay_a", "decay_b", "kw", "unused"}
+
+
+class Block(nn.Module):
+    """x += CPE(x); x += drop_path(ls(mixer(norm(x)))); x += drop_path(ls(ffn(norm(x))))."""
+
+    def __init__(self, dim: int, mixer: nn.Module, mlp_ratio: float, drop_path: float = 0.0,
+                 layerscale: float | None = None):
+        super().__init__()
+        self.cpe = DWConv(dim, 3)
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.mixer = mixer
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.ffn = ConvFFN(dim, int(dim * mlp_ratio))
+        self.ls1 = LayerScale(dim, layerscale) if layerscale else nn.Identity()
+        self.ls2 = LayerScale(dim, layerscale) if layerscale else nn.Identity()
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.cpe(x)
+        x = x + self.drop_path(self.ls1(self.mixer(self.norm1(x))))
+        return x + self.drop_path(self.ls2(self.ffn(self.norm2(x))))
+
+
+class Stage(nn.Module):
+    def __init__(self, downsample: nn.Module, blocks: list[nn.Module]):
+        super().__init__()
+        self.downsample = downsample
+        self.blocks = nn.ModuleList(blocks)
+        self.grad_checkpointing = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.downsample(x)
+        for blk in self.blocks:
+            if self.grad_checkpointing and x.requires_grad and torch.is_grad_enabled():
+                x = checkpoint(blk, x, use_reentrant=False)
+            else:
+                x = blk(x)
+        return x
+
+
+class BackboneAPI(nn.Module):
+    """The timm model contract over `stem`, `stages` (NHWC), `norm` and a classifier head.
+
+    Subclasses set `self.stem`, `self.stages`, `self.norm`, `self.num_features`, `self.head_hidden_size`,
+    `self.feature_info`, and implement `forward_head` / `reset_classifier`.
+    """
+
+    in_chans: int
+
+    def check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 4:
+            raise ValueError(f"expected a 4-D image batch (B, {self.in_chans}, H, W), got shape {tuple(x.shape)}")
+        if x.shape[1] != self.in_chans:
+            raise ValueError(f"expected {self.in_chans} input channels (B, {self.in_chans}, H, W), "
+                             f"got {x.shape[1]} (shape {tuple(x.shape)})")
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        for s in self.stages:
+            s.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Unpooled last-stage features, NCHW (B, num_features, H/32, W/32)."""
+        self.check_input(x)
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+        return self.norm(x).permute(0, 3, 1, 2)
+
+    def forward_intermediates(self, x: torch.Tensor, indices: int | Sequence[int] | None = None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = "NCHW", intermediates_only: bool = False):
+        """timm's API: stage outputs at `indices` (an int n means the last n stages), plus the final features."""
+        check_choice("output_fmt", output_fmt, ("NCHW", "NHWC"))
+        self.check_input(x)
+        n = len(self.stages)
+        if indices is None:
+            take = list(range(n))
+        elif isinstance(indices, int):
+            take = list(range(n - indices, n))
+        else:
+            take = [i % n for i in indices]
+        if any(not 0 <= i < n for i in take):
+            raise ValueError(f"stage indices must be in [-{n}, {n}), got {indices}")
+        outs = []
+        x = self.stem(x)
+        last = max(take) if stop_early else n - 1
+        for i, stage in enumerate(self.stages[: last + 1]):
+            x = stage(x)
+            if i in take:
+                y = self.norm(x) if (norm and i == n - 1) else x
+                outs.append(y.permute(0, 3, 1, 2) if output_fmt == "NCHW" else y)
+        if intermediates_only:
+            return outs
+        return self.norm(x).permute(0, 3, 1, 2), outs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+class RMTBackbone(BackboneAPI):
+    """RMT macro with a pluggable mixer. `mixer_options` reach every mixer (e.g. gate="headwise", norm="rowsum")."""
+
+    def __init__(self, mixer: str = "masa", num_classes: int = 1000, img_size: int | Sequence[int] = 224,
+                 in_chans: int = 3, embed_dims: Sequence[int] = (64, 128, 256, 512),
+                 depths: Sequence[int] = (2, 2, 8, 2), num_heads: Sequence[int] = (4, 4, 8, 16),
+                 mlp_ratios: float | Sequence[float] = 3.0, decompose: bool | Sequence[bool] = (True, True, False, False),
+                 layerscale: float | None | Sequence[float | None] = None,
+                 decay_a: float | Sequence[float] = 2.0, decay_b: float | Sequence[float] = (4, 4, 6, 6),
+                 window_size: int | None = None, stem_stride: int | None = None, shift: bool = True,
+                 drop_rate: float = 0.0, drop_path_rate: float = 0.1, head_dim: int = 1024,
+                 **mixer_options: Any):
+        super().__init__()
+        check_choice("mixer", mixer, MIXERS)
+        unknown = set(mixer_options) - _mixer_options(mixer)
+        if unknown:
+            raise TypeError(f"unknown option(s) {sorted(unknown)} for mixer {mixer!r}; "
+                            f"accepted: {sorted(_mixer_options(mixer))}")
+        auto_stride, auto_window = default_geometry(img_size)
+        self.stem_stride = auto_stride if stem_stride is None else stem_stride
+        self.window_size = auto_window if window_size is None else window_size
+        if self.window_size < 1:
+            raise ValueError(f"window_size must be >= 1, got {self.window_size}")
+        self.mixer_type, self.num_classes, self.in_chans = mixer, num_classes, in_chans
+        dims, depths, heads = _per_stage(embed_dims, "embed_dims"), _per_stage(depths, "depths"), _per_stage(
+            num_heads, "num_heads")
+        ratios, dec = _per_stage(mlp_ratios, "mlp_ratios"), _per_stage(decompose, "decompose")
+        ls, da, db = _per_stage(layerscale, "layerscale"), _per_stage(decay_a, "decay_a"), _per_stage(decay_b, "decay_b")
+        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+
+        self.stem = ConvStem(in_chans, dims[0], self.stem_stride)
+        self.stages = nn.ModuleList()
+        self.feature_info = []
+        reduction, k = self.stem_stride, 0
+        for i in range(4):
+            down = nn.Identity() if i == 0 else ConvDownsample(dims[i - 1], dims[i])
+            reduction *= 1 if i == 0 else 2
+            blocks = []
+            for j in range(depths[i]):
+                m = self._make_mixer(mixer, dims[i], heads[i], dec[i], da[i], db[i], shift and j % 2 == 1,
+                                     mixer_options)
+                blocks.append(Block(dims[i], m, ratios[i], dpr[k], ls[i]))
+                k += 1
+            self.stages.append(Stage(down, blocks))
+            self.feature_info.append({"num_chs": dims[i], "reduction": reduction, "module": f"stages.{i}"})
+        self.norm = nn.Identity()
+        self.num_features = dims[-1]
+        self.head_hidden_size = head_dim
+        # RMT's head: Linear -> BN -> Swish per position, then global average pool, then the classifier.
+        self.head_proj = nn.Linear(dims[-1], head_dim)
+        self.head_norm = nn.BatchNorm2d(head_dim)
+        self.head_drop = nn.Dropout(drop_rate)
+        self.head = nn.Linear(head_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.apply(_init_weights)
+
+    def _make_mixer(self, mixer, dim, heads, decompose, a, b, shift, options) -> nn.Module:
+        if mixer == "masa":
+            opts = {k: v for k, v in options.items() if k in ("rotary", "lce", "qkv_bias", "use_sdpa",
+                                                                 "learnable_decay")}
+            if decompose:
+                return MaSADecomposed(dim, heads, decay_a=a, decay_b=b, **opts)
+            opts.pop("use_sdpa", None)
+            if opts.pop("learnable_decay", False):
+                raise ValueError("learnable_decay is not supported by RMT's full 2-D MaSA stages")
+            return MaSA2d(dim, heads, decay_a=a, decay_b=b, **opts)
+        cls = RetentionMixer if mixer == "retention" else SwatMixer
+        return cls(dim, heads, window_size=self.window_size, shift=shift, decay_a=a, decay_b=b, **options)
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """NCHW features -> logits (or the pooled `head_hidden_size` vector with pre_logits=True)."""
+        x = self.head_proj(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        x = F.silu(self.head_norm(x)).mean(dim=(2, 3))
+        x = self.head_drop(x)
+        return x if pre_logits else self.head(x)
+
+
+def _init_weights(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)

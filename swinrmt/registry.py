@@ -1,0 +1,115 @@
+"""Model registry: one name -> one builder and its default configuration.
+
+Sizes live here (in the registered builders) and nowhere else, so that `create_model`, the CLI, timm registration and
+the trainer all see the same catalogue.
+"""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch.nn as nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered model: its builder and the defaults a user gets without overrides."""
+
+    name: str
+    family: str
+    builder: Callable[..., nn.Module]
+    default_cfg: dict[str, Any] = field(default_factory=dict)
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(family: str, **default_cfg: Any) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register a builder under its function name; `default_cfg` holds num_classes, img_size and friends."""
+
+    def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if fn.__name__ in _REGISTRY:
+            raise ValueError(f"model {fn.__name__!r} is registered twice")
+        cfg = {"num_classes": 1000, "img_size": 224, "in_chans": 3, "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+        cfg.update(default_cfg)
+        _REGISTRY[fn.__name__] = ModelEntry(fn.__name__, family, fn, cfg)
+        return fn
+
+    return wrap
+
+
+def _ensure_loaded() -> None:
+    # Importing the model modules runs their @register_model decorators.
+    from . import models  # noqa: F401
+
+
+def list_models(pattern: str | None = None, family: str | None = None) -> list[str]:
+    """Sorted registered names, optionally filtered by a shell-style pattern and/or family."""
+    _ensure_loaded()
+    names = sorted(n for n, e in _REGISTRY.items() if family is None or e.family == family)
+    if pattern:
+        names = [n for n in names if fnmatch.fnmatch(n, pattern)]
+    return names
+
+
+def get_entry(name: str) -> ModelEntry:
+    """The registry entry for `name`, or a ValueError that names close matches and where to list the rest."""
+    _ensure_loaded()
+    if not isinstance(name, str) or name not in _REGISTRY:
+        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(
+            f"unknown model {name!r}.{hint} Available: {', '.join(sorted(_REGISTRY))}"
+        )
+    return _REGISTRY[name]
+
+
+def create_model(
+    name: str,
+    pretrained: bool = False,
+    *,
+    num_classes: int | None = None,
+    img_size: int | Sequence[int] | None = None,
+    in_chans: int | None = None,
+    features_only: bool = False,
+    out_indices: Sequence[int] = (0, 1, 2, 3),
+    **overrides: Any,
+) -> nn.Module:
+    """Build a registered model, timm-style.
+
+    `img_size` picks the stem stride and window size (see `swinrmt.models.backbone.default_geometry`); the model still
+    accepts any input size. `overrides` reach the model constructor, so every SPEC §3 option is one keyword away.
+    """
+    entry = get_entry(name)
+    if pretrained:
+        raise ValueError(
+            "pretrained=True: no hosted weights exist yet; load your own with swinrmt.from_pretrained(dir_or_hub_id)"
+        )
+    cfg = dict(entry.default_cfg)
+    kwargs: dict[str, Any] = {
+        "num_classes": cfg["num_classes"] if num_classes is None else num_classes,
+        "img_size": cfg["img_size"] if img_size is None else img_size,
+        "in_chans": cfg["in_chans"] if in_chans is None else in_chans,
+    }
+    params = inspect.signature(entry.builder).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(overrides) - set(params))
+        if unknown:
+            raise TypeError(f"{name}: unknown option(s) {unknown}; accepted: {sorted(params)}")
+    kwargs.update(overrides)
+    model = entry.builder(**kwargs)
+    model.default_cfg = {**cfg, **{k: kwargs[k] for k in ("num_classes", "img_size", "in_chans")}}
+    model.pretrained_cfg = model.default_cfg
+    model.model_name = name
+    model.model_overrides = dict(overrides)
+    if features_only:
+        from .models.features import FeatureExtractor
+
+        return FeatureExtractor(model, out_indices=out_indices)
+    return model
