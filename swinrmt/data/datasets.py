@@ -31,6 +31,7 @@ then dropped from the index (``len`` and ``targets`` become exact) and a single 
 from __future__ import annotations
 
 import csv
+import functools
 import os
 import pickle
 import warnings
@@ -404,7 +405,10 @@ def _load_tiny_imagenet(root: Path, split: str, on_corrupt: str) -> FileListData
                     if row[1] not in index:
                         raise ValueError(f"{ann}:{lineno}: wnid {row[1]!r} is not one of the {len(classes)} "
                                          f"train classes")
-                    files.append(str(val / "images" / row[0]))
+                    path = val / "images" / row[0]
+                    if not path.is_file():
+                        raise FileNotFoundError(f"{ann}:{lineno}: image {path} not found")
+                    files.append(str(path))
                     targets.append(index[row[1]])
         elif val.is_dir() and set(_subdirs(val)) <= set(classes) and _subdirs(val):  # val/<wnid>/[images/]*
             for c in _subdirs(val):
@@ -436,7 +440,10 @@ def _mini_imagenet_images(root: Path) -> dict[str, list[str]]:
                         continue
                     if len(row) < 2:
                         raise ValueError(f"{path}:{lineno}: expected 'filename,label', got {row!r}")
-                    merged.setdefault(row[1].strip(), set()).add(str(root / "images" / row[0].strip()))
+                    image = root / "images" / row[0].strip()
+                    if not image.is_file():
+                        raise FileNotFoundError(f"{path}:{lineno}: image {image} not found")
+                    merged.setdefault(row[1].strip(), set()).add(str(image))
         return {c: sorted(v) for c, v in sorted(merged.items())}
     split_dirs = [root / s for s in ("train", "val", "test") if (root / s).is_dir()]
     tree: dict[str, list[str]] = {}
@@ -490,7 +497,9 @@ def _load_mini_imagenet(root: Path, split: str, on_corrupt: str, seed: int) -> F
 # ---------------------------------------------------------------------------------------------------------------------
 # digits (built in)
 # ---------------------------------------------------------------------------------------------------------------------
-def _load_digits(split: str, seed: int, img_size: int | None) -> ArrayDataset:
+@functools.lru_cache(maxsize=8)
+def _digits_split(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(uint8 images 0..255, labels, train ids, test ids); cached: sklearn's loader parses a CSV each call."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -498,7 +507,14 @@ def _load_digits(split: str, seed: int, img_size: int | None) -> ArrayDataset:
     images = np.round(bunch.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)  # values 0..16 -> 0..255
     y = bunch.target.astype(np.int64)
     idx_train, idx_test = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y, random_state=seed)
-    idx = np.sort(idx_train if split == "train" else idx_test)
+    for a in (images, y):
+        a.flags.writeable = False
+    return images, y, np.sort(idx_train), np.sort(idx_test)
+
+
+def _load_digits(split: str, seed: int, img_size: int | None) -> ArrayDataset:
+    images, y, idx_train, idx_test = _digits_split(int(seed) % 2**32)
+    idx = idx_train if split == "train" else idx_test
     size = 32 if img_size is None else int(img_size)
     if size < 1:
         raise ValueError(f"img_size must be positive, got {img_size}")

@@ -21,6 +21,7 @@ from ..layers.mixers import AxialMixer, MaSA2d, MaSADecomposed, RetentionMixer, 
 from ..layers.mixers.axial import check_choice
 
 MIXERS = ("masa", "retention", "swat")
+GLOBAL_POOLS = ("avg", "")  # timm's convention: "" keeps the spatial map (no pooling)
 
 
 def default_geometry(img_size: int | Sequence[int]) -> tuple[int, int]:
@@ -101,6 +102,7 @@ class BackboneAPI(nn.Module):
     """
 
     in_chans: int
+    global_pool: str = "avg"
 
     def check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 4:
@@ -152,6 +154,28 @@ class BackboneAPI(nn.Module):
             return outs
         return self.norm(x).permute(0, 3, 1, 2), outs
 
+    def prune_intermediate_layers(self, indices: int | Sequence[int] = 1, prune_norm: bool = False,
+                                  prune_head: bool = True) -> list[int]:
+        """timm's API: drop the stages after the last wanted one (and the head / final norm); returns the indices."""
+        n = len(self.stages)
+        take = list(range(n - indices, n)) if isinstance(indices, int) else [i % n for i in indices]
+        if not take or any(not 0 <= i < n for i in take):
+            raise ValueError(f"stage indices must be in [-{n}, {n}), got {indices}")
+        self.stages = self.stages[: max(take) + 1]
+        if prune_norm:
+            self.norm = nn.Identity()
+        if prune_head:
+            for name in ("head_proj", "head_norm", "head_drop", "head"):
+                if hasattr(self, name):
+                    setattr(self, name, nn.Identity())
+        return take
+
+    def save_pretrained(self, save_directory: str, *, overwrite: bool = False, **metadata: Any):
+        """Write `config.json` + `model.safetensors` (Hugging Face Hub layout); see `swinrmt.hub.save_pretrained`."""
+        from ..hub import save_pretrained
+
+        return save_pretrained(self, save_directory, overwrite=overwrite, **metadata)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
@@ -167,9 +191,11 @@ class RMTBackbone(BackboneAPI):
                  decay_a: float | Sequence[float] = 2.0, decay_b: float | Sequence[float] = (4, 4, 6, 6),
                  window_size: int | None = None, stem_stride: int | None = None, shift: bool = True,
                  drop_rate: float = 0.0, drop_path_rate: float = 0.1, head_dim: int = 1024,
-                 **mixer_options: Any):
+                 global_pool: str = "avg", **mixer_options: Any):
         super().__init__()
         check_choice("mixer", mixer, MIXERS)
+        check_choice("global_pool", global_pool, GLOBAL_POOLS)
+        self.global_pool = global_pool
         unknown = set(mixer_options) - _mixer_options(mixer)
         if unknown:
             raise TypeError(f"unknown option(s) {sorted(unknown)} for mixer {mixer!r}; "
@@ -225,14 +251,23 @@ class RMTBackbone(BackboneAPI):
         return cls(dim, heads, window_size=self.window_size, shift=shift, decay_a=a, decay_b=b, **options)
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        if global_pool is not None:
+            check_choice("global_pool", global_pool, GLOBAL_POOLS)
+            self.global_pool = global_pool
         self.num_classes = num_classes
         self.head = nn.Linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """NCHW features -> logits (or the pooled `head_hidden_size` vector with pre_logits=True)."""
+        """NCHW features -> logits (or the pooled `head_hidden_size` vector with pre_logits=True).
+
+        With `global_pool=""` nothing is pooled: (B, head_hidden_size, H, W), or per-position logits (B, classes, H, W).
+        """
         x = self.head_proj(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        x = F.silu(self.head_norm(x)).mean(dim=(2, 3))
-        x = self.head_drop(x)
+        x = F.silu(self.head_norm(x))
+        if not self.global_pool:
+            x = self.head_drop(x)
+            return x if pre_logits else self.head(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        x = self.head_drop(x.mean(dim=(2, 3)))
         return x if pre_logits else self.head(x)
 
 

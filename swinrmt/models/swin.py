@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from ..layers.drop import DropPath
 from ..layers.mixers import WindowMSA
 from ..registry import register_model
-from .backbone import BackboneAPI, Stage, _init_weights, _per_stage, default_geometry
+from ..layers.mixers.axial import check_choice
+from .backbone import GLOBAL_POOLS, BackboneAPI, Stage, _init_weights, _per_stage, default_geometry
 
 
 class PatchEmbed(nn.Module):
@@ -77,8 +78,10 @@ class SwinTransformer(BackboneAPI):
     def __init__(self, num_classes: int = 1000, img_size: int | Sequence[int] = 224, in_chans: int = 3,
                  embed_dim: int = 96, depths: Sequence[int] = (2, 2, 6, 2), num_heads: Sequence[int] = (3, 6, 12, 24),
                  window_size: int | None = None, patch_size: int | None = None, mlp_ratio: float = 4.0,
-                 drop_rate: float = 0.0, drop_path_rate: float = 0.2):
+                 drop_rate: float = 0.0, drop_path_rate: float = 0.2, global_pool: str = "avg"):
         super().__init__()
+        check_choice("global_pool", global_pool, GLOBAL_POOLS)
+        self.global_pool = global_pool
         auto_stride, auto_window = default_geometry(img_size)
         self.patch_size = auto_stride if patch_size is None else patch_size
         self.window_size = auto_window if window_size is None else window_size
@@ -107,10 +110,16 @@ class SwinTransformer(BackboneAPI):
         self.apply(_init_weights)
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        if global_pool is not None:
+            check_choice("global_pool", global_pool, GLOBAL_POOLS)
+            self.global_pool = global_pool
         self.num_classes = num_classes
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        if not self.global_pool:  # timm's global_pool="": keep the map, classify per position
+            x = self.head_drop(x)
+            return x if pre_logits else self.head(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         x = self.head_drop(x.mean(dim=(2, 3)))
         return x if pre_logits else self.head(x)
 

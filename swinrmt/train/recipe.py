@@ -41,9 +41,11 @@ class DataCfg:
 
     name: str = "digits"  # a built-in name or a path / archive (see swinrmt.data.build_dataset)
     root: str | None = None
+    split_seed: int = 0  # seeds the splits swinrmt makes itself (digits, mini-imagenet): keep fixed across runs
     train_split: str = "train"
     test_split: str = "test"
     on_corrupt: Literal["skip", "error"] = "skip"
+    verify: bool = True  # decode every image once before training: corrupt files surface (or are counted) at once
     limit_train: int | None = None  # keep a seeded random subset of this many images (smoke tests)
     limit_test: int | None = None
     num_workers: int = 0

@@ -1,0 +1,575 @@
+"""The training loop and the evaluation entry point.
+
+Resuming is exact because nothing random depends on history: augmentation is keyed on (seed, epoch, sample index)
+(`SeededSamples`), the sample order on (seed, epoch) (`ResumableSampler`), mixup on (seed, epoch, step, rank), and
+dropout / drop-path on (seed, rank, step) by re-seeding the global generator before every step. A checkpoint then
+only needs weights, optimizer moments, the schedule step, the loader position and the epoch's running sums.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import yaml
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from ..data.sampling import mix_seed
+from . import distributed
+from .checkpoint import CKPT_DIR, check_same_model, load_checkpoint, load_weights, resolve_checkpoint, save_checkpoint
+from .ema import ModelEma
+from .metrics import EvalAccumulator, JsonlLogger, plot_confusion, plot_curves, read_jsonl, truncate_jsonl
+from .optim import Scheduler, build_optimizer
+from .recipe import Recipe
+
+CONFIG, METRICS, CURVES, EVAL_JSON, CONFUSION_PNG = "config.yaml", "metrics.jsonl", "curves.png", "eval.json", "confusion.png"
+TRAINER_FILES = (CONFIG, METRICS, CURVES, EVAL_JSON, CONFUSION_PNG, f"{CKPT_DIR}/last.safetensors",
+                 f"{CKPT_DIR}/best.safetensors")
+
+
+# Stream tags for `mix_seed(seed, TAG, ...)`: each random stream the trainer owns gets its own key space.
+DROPOUT_STREAM, MIXUP_STREAM, SUBSET_STREAM = 1, 2, 3
+
+
+def warn(msg: str) -> None:
+    print(f"warning: {msg}", file=sys.stderr, flush=True)
+
+
+# -- data --------------------------------------------------------------------------------------------------------
+
+class Limited(torch.utils.data.Dataset):
+    """A seeded random subset that keeps the dataset's class metadata (for smoke runs and quick tests)."""
+
+    def __init__(self, dataset: Any, limit: int, seed: int) -> None:
+        g = torch.Generator().manual_seed(mix_seed(seed, SUBSET_STREAM, len(dataset)))
+        self.indices = sorted(torch.randperm(len(dataset), generator=g)[:limit].tolist())
+        self.dataset = dataset
+        self.classes, self.num_classes = dataset.classes, dataset.num_classes
+        self.targets = [int(dataset.targets[i]) for i in self.indices]
+
+    @property
+    def num_skipped(self) -> int:
+        return getattr(self.dataset, "num_skipped", 0)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.dataset[self.indices[i]]
+
+
+def load_split(name: str, split: str, *, root: str | None, on_corrupt: str, seed: int, limit: int | None,
+               img_size: int | None, num_classes: int | None, verify: bool, show_warnings: bool) -> Any:
+    """`build_dataset` + optional subset + up-front decode check + label-range check.
+
+    Decoding every image once before training turns a corrupt file into an error (or a counted skip) now, not in
+    epoch 37; a label beyond the head becomes a one-line error instead of a CUDA device assert.
+    """
+    from ..data import build_dataset
+
+    ds = build_dataset(name, split, root=root, on_corrupt=on_corrupt, seed=seed, img_size=img_size)
+    if limit is not None and limit < len(ds):
+        ds = Limited(ds, limit, seed)
+    if verify:
+        with warnings.catch_warnings():  # the count is reported once, below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            if hasattr(ds, "verify"):
+                ds.verify()
+            else:
+                for i in range(len(ds)):
+                    ds[i]
+    if len(ds) == 0:
+        raise ValueError(f"dataset {name!r} split {split!r} has no readable images")
+    if show_warnings and getattr(ds, "num_skipped", 0):
+        warn(f"skipped {ds.num_skipped} corrupt or unreadable image(s) in {name} ({split}); "
+             "set data.on_corrupt=error to stop on them instead")
+    n = num_classes if num_classes is not None else ds.num_classes
+    targets = torch.as_tensor(list(ds.targets), dtype=torch.int64)
+    bad = targets[(targets < 0) | (targets >= n)]
+    if bad.numel():
+        raise ValueError(f"dataset {name!r} ({split}) has label {int(bad[0])} out of range for a {n}-class model "
+                         f"({bad.numel()} label(s) outside [0, {n - 1}])")
+    return ds
+
+
+def make_loader(ds: Any, *, img_size: int, train: bool, mean: Sequence[float], std: Sequence[float],
+                aug: dict | None, seed: int, batch_size: int, num_workers: int, dist_info: distributed.DistInfo,
+                ) -> tuple[Any, Any, Any]:
+    """(samples, sampler, loader): training shards a (seed, epoch) permutation; evaluation sees each sample once."""
+    from ..data import EvalShardSampler, ResumableSampler, SeededSamples, build_loader, build_transform
+
+    transform = build_transform(img_size, train, mean=mean, std=std, aug=aug)
+    samples = SeededSamples(ds, transform, seed)
+    if train:
+        sampler = ResumableSampler(len(ds), shuffle=True, seed=seed, rank=dist_info.rank,
+                                   world_size=dist_info.world_size, drop_last=True, batch_size=batch_size)
+    else:
+        sampler = EvalShardSampler(len(ds), dist_info.rank, dist_info.world_size)
+    loader = build_loader(samples, sampler, batch_size, num_workers=num_workers, drop_last=train,
+                          pin_memory=dist_info.device.type == "cuda")
+    return samples, sampler, loader
+
+
+def check_labels(y: torch.Tensor, num_classes: int) -> None:
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        raise ValueError(f"label {int(y.max() if int(y.max()) >= num_classes else y.min())} out of range "
+                         f"for a {num_classes}-class model")
+
+
+# -- model -------------------------------------------------------------------------------------------------------
+
+def model_spec(recipe: Recipe) -> dict[str, Any]:
+    """What identifies an architecture (checked against checkpoints); needs a resolved recipe."""
+    return {"name": recipe.model.name, "num_classes": recipe.model.num_classes, "img_size": recipe.img_size,
+            "in_chans": 3, "overrides": dict(recipe.model.overrides)}
+
+
+def build_model(spec: dict[str, Any], drop_path_rate: float = 0.0, seed: int = 0) -> nn.Module:
+    """Seeded `create_model`, so every rank (and a restarted run) starts from the same initial weights."""
+    from .. import create_model
+
+    torch.manual_seed(seed)
+    return create_model(spec["name"], num_classes=spec["num_classes"], img_size=spec["img_size"],
+                        in_chans=spec["in_chans"], drop_path_rate=drop_path_rate, **spec["overrides"])
+
+
+def model_norm_stats(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    from ..registry import get_entry
+
+    cfg = get_entry(name).default_cfg
+    return tuple(cfg["mean"]), tuple(cfg["std"])
+
+
+def autocast(device: torch.device, precision: str) -> Any:
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+@torch.no_grad()
+def run_evaluation(model: nn.Module, loader: Any, num_classes: int, device: torch.device, precision: str,
+                   desc: str = "eval", progress: bool = False) -> EvalAccumulator:
+    """Sums over this rank's shard, then all_reduce: every sample counted exactly once across ranks."""
+    was_training = model.training
+    model.eval()
+    acc = EvalAccumulator(num_classes, device=device)
+    for x, y, _ in tqdm(loader, desc=desc, disable=not progress, leave=False, dynamic_ncols=True):
+        check_labels(y, num_classes)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with autocast(device, precision):
+            logits = model(x)
+        acc.update(logits, y)
+    distributed.all_reduce_sum_(*acc.tensors())
+    model.train(was_training)
+    return acc
+
+
+# -- run directory -----------------------------------------------------------------------------------------------
+
+def check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse to clobber: a non-empty directory needs --resume (continue) or --overwrite (start over)."""
+    if resume and overwrite:
+        raise ValueError("--resume and --overwrite exclude each other")
+    if resume:
+        if not (run_dir / CKPT_DIR / "last.safetensors").is_file():
+            raise FileNotFoundError(f"cannot resume: no checkpoint {run_dir / CKPT_DIR / 'last.safetensors'}")
+        return
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"run directory {run_dir} exists and is not a directory")
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not overwrite:
+        raise ValueError(f"run directory {run_dir} already exists and is not empty; pass --resume to continue "
+                         "it or --overwrite to start over (or choose another --out)")
+
+
+def init_run_dir(run_dir: Path, *, fresh: bool, is_main: bool) -> None:
+    """Create the directory; for a fresh run remove the trainer's own files only (anything else stays)."""
+    distributed.barrier()  # every rank has checked the directory before rank 0 changes it
+    if is_main:
+        if fresh:
+            for name in TRAINER_FILES:
+                (run_dir / name).unlink(missing_ok=True)
+        (run_dir / CKPT_DIR).mkdir(parents=True, exist_ok=True)
+    distributed.barrier()
+
+
+# -- training ----------------------------------------------------------------------------------------------------
+
+class Trainer:
+    """One training run; `fit()` returns the final metrics. Rank 0 alone writes files and draws progress bars."""
+
+    def __init__(self, recipe: Recipe, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+                 device: str = "auto", progress: bool = True) -> None:
+        self.dist = distributed.setup(device)
+        self.run_dir, self.main, self.device = Path(run_dir), self.dist.is_main, self.dist.device
+        self.progress = progress and self.main
+        check_run_dir(self.run_dir, resume=resume, overwrite=overwrite)  # before any work; files come last
+        self.recipe = self._setup_data(recipe)
+        self._setup_model()
+        # Position and running sums; a resume overwrites them.
+        self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
+        self.sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss sum, correct, seen (this rank)
+        self.best = {"top1": -1.0, "epoch": -1}
+        self.last_eval: dict[str, Any] = {}  # test_* metrics of the last evaluated epoch
+        self._final_eval: dict[str, Any] | None = None  # its full report (per-class, confusion, ...) for eval.json
+        self.epoch_time = 0.0
+        if resume:
+            self._resume()
+        r = self.recipe
+        self.train_module: nn.Module = self.model
+        if self.dist.world_size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_module = DistributedDataParallel(self.model, device_ids=ids)
+        if r.model.compile:
+            self.train_module = torch.compile(self.train_module)
+        init_run_dir(self.run_dir, fresh=not resume, is_main=self.main)
+        if self.main:
+            (self.run_dir / CONFIG).write_text(r.to_yaml())
+            self.logger = JsonlLogger(self.run_dir / METRICS)
+
+    def _setup_data(self, r: Recipe) -> Recipe:
+        """Datasets, loaders and mixup; returns the recipe resolved with the dataset's img_size and class count."""
+        world, d = self.dist.world_size, r.data
+        mean, std = model_norm_stats(r.model.name)  # also validates the model name before any data loading
+        common = dict(root=d.root, on_corrupt=d.on_corrupt, seed=d.split_seed, img_size=r.img_size,
+                      num_classes=r.model.num_classes, verify=d.verify, show_warnings=self.main)
+        train_ds = load_split(d.name, d.train_split, limit=d.limit_train, **common)
+        self.num_classes = r.model.num_classes or train_ds.num_classes
+        common["num_classes"] = self.num_classes
+        test_ds = load_split(d.name, d.test_split, limit=d.limit_test, **common)
+        self.class_names = [str(c) for c in test_ds.classes][: self.num_classes]
+        img_size = r.img_size or getattr(train_ds, "default_img_size", None)
+        if img_size is None:
+            raise ValueError(f"dataset {d.name!r} has no native image size; set img_size in the recipe")
+        r = r.with_overrides([f"img_size={img_size}", f"model.num_classes={self.num_classes}"])
+
+        self.steps_per_epoch = len(train_ds) // (r.batch_size * world)
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"the training set ({len(train_ds)} images) is smaller than one global batch "
+                             f"({r.batch_size} x {world} processes); lower batch_size")
+        self.train_samples, self.train_sampler, self.train_loader = make_loader(
+            train_ds, img_size=img_size, train=True, mean=mean, std=std, aug=d.aug, seed=r.seed,
+            batch_size=r.batch_size, num_workers=d.num_workers, dist_info=self.dist)
+        _, _, self.test_loader = make_loader(
+            test_ds, img_size=img_size, train=False, mean=mean, std=std, aug=d.aug, seed=r.seed,
+            batch_size=d.eval_batch_size or 2 * r.batch_size, num_workers=d.num_workers, dist_info=self.dist)
+        self.mixup = None
+        if r.mixup.enabled:
+            from ..data import MixupCutmix
+
+            m = r.mixup
+            self.mixup = MixupCutmix(self.num_classes, mixup_alpha=m.mixup_alpha, cutmix_alpha=m.cutmix_alpha,
+                                     prob=m.prob, switch_prob=m.switch_prob, label_smoothing=r.label_smoothing)
+        return r
+
+    def _setup_model(self) -> None:
+        """Seeded model (+ grad checkpointing, SyncBN on GPU), EMA, optimizer and schedule."""
+        r = self.recipe
+        self.spec = model_spec(r)
+        self.model = build_model(self.spec, r.model.drop_path_rate, r.seed)
+        if r.model.grad_checkpointing:
+            if not hasattr(self.model, "set_grad_checkpointing"):
+                raise ValueError(f"model {r.model.name!r} does not support grad_checkpointing")
+            self.model.set_grad_checkpointing(True)
+        self.model.to(self.device)
+        if self.dist.world_size > 1 and r.model.sync_bn:
+            if self.device.type == "cuda":
+                self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            elif self.main and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.model.modules()):
+                warn("SyncBatchNorm needs a GPU; on CPU each process normalises with its own batch statistics")
+        self.ema = ModelEma(self.model, r.ema.decay, r.ema.warmup) if r.ema.enabled else None
+        self.optimizer = build_optimizer(self.model, r.optim)
+        self.scheduler = Scheduler(self.optimizer, r.sched, r.optim.lr, r.epochs, self.steps_per_epoch)
+
+    # -- checkpoints ---------------------------------------------------------------------------------------------
+    def _meta(self) -> dict[str, Any]:
+        return {"model": self.spec, "recipe": self.recipe.to_dict(), "epoch": self.epoch,
+                "batch_in_epoch": self.batch_in_epoch, "global_batch": self.recipe.batch_size * self.dist.world_size,
+                "step": self.step, "scheduler": self.scheduler.state_dict(),
+                "ema_updates": self.ema.num_updates if self.ema else None, "best": self.best,
+                "last_eval": self.last_eval, "epoch_time": self.epoch_time,
+                "sums": self._global_sums(), "metrics_bytes": self.logger.sync() if self.main else 0,
+                "class_names": self.class_names, "time": time.time()}
+
+    def _global_sums(self) -> list[float]:
+        # Running sums of all ranks. A resumed run restores them on rank 0 only (others restart from zero), so every
+        # later all_reduce still yields the uninterrupted totals whatever the world size.
+        s = self.sums.clone()
+        distributed.all_reduce_sum_(s)
+        return s.tolist()
+
+    def _save(self, names: Sequence[str]) -> None:
+        meta = self._meta()  # collectives inside: every rank calls _save, rank 0 writes
+        if self.main:
+            for name in names:
+                save_checkpoint(self.run_dir / CKPT_DIR / f"{name}.safetensors", model=self.model.state_dict(),
+                                ema=self.ema.module.state_dict() if self.ema else None,
+                                optimizer=self.optimizer.state_dict(), meta=meta)
+        distributed.barrier()
+
+    def _resume(self) -> None:
+        path = self.run_dir / CKPT_DIR / "last.safetensors"
+        ckpt = load_checkpoint(path)
+        m = ckpt.meta
+        check_same_model(m["model"], self.spec, path)
+        load_weights(self.model, ckpt.tensors("model"), m["model"], self.spec, path)
+        if self.ema is not None:
+            if ckpt.has("ema"):
+                load_weights(self.ema.module, ckpt.tensors("ema"), m["model"], self.spec, path)
+                self.ema.num_updates = int(m["ema_updates"] or 0)
+            else:
+                self.ema.module.load_state_dict(self.model.state_dict())  # EMA switched on at resume: start here
+        self.optimizer.load_state_dict(ckpt.optimizer_state())
+        self.scheduler.load_state_dict(m["scheduler"])
+        ckpt.restore_rng()
+        samples_done = m["batch_in_epoch"] * m["global_batch"]
+        global_batch = self.recipe.batch_size * self.dist.world_size
+        if samples_done % global_batch:
+            raise ValueError(f"cannot resume mid-epoch at sample {samples_done} with a global batch of "
+                             f"{global_batch}; resume with the original batch_size x world size ({m['global_batch']})")
+        self.epoch, self.batch_in_epoch, self.step = m["epoch"], samples_done // global_batch, m["step"]
+        if self.main:
+            self.sums = torch.tensor(m["sums"], dtype=torch.float64, device=self.device)
+        self.best, self.last_eval, self.epoch_time = m["best"], m["last_eval"], m["epoch_time"]
+        if self.main:
+            dropped = truncate_jsonl(self.run_dir / METRICS, m["metrics_bytes"])
+            print(f"resuming {self.run_dir} at epoch {self.epoch + 1}, batch {self.batch_in_epoch}/"
+                  f"{self.steps_per_epoch} (step {self.step}); dropped {dropped} metric line(s) written after the "
+                  "checkpoint", file=sys.stderr, flush=True)
+
+    # -- steps ---------------------------------------------------------------------------------------------------
+    def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        r = self.recipe
+        check_labels(y, self.num_classes)
+        torch.manual_seed(mix_seed(r.seed, DROPOUT_STREAM, self.dist.rank, self.step))  # dropout / drop-path stream
+        target: torch.Tensor = y
+        if self.mixup is not None:
+            g = torch.Generator().manual_seed(mix_seed(r.seed, MIXUP_STREAM, self.epoch, self.step, self.dist.rank))
+            x, target = self.mixup(x, y, g)
+        x, y, target = (t.to(self.device, non_blocking=True) for t in (x, y, target))
+        with autocast(self.device, r.precision):
+            logits = self.train_module(x)
+        logits = logits.float()
+        if target.ndim == 2:
+            loss = torch.sum(-target * F.log_softmax(logits, dim=-1), dim=-1).mean()
+        else:
+            loss = F.cross_entropy(logits, target, label_smoothing=r.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if r.optim.clip_grad_norm is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), r.optim.clip_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self.step += 1
+        loss = loss.detach()
+        self.sums += torch.stack([loss.double() * y.numel(), (logits.argmax(1) == y).sum().double(),
+                                  torch.tensor(float(y.numel()), dtype=torch.float64, device=self.device)])
+        return loss
+
+    def _log_step(self, loss: torch.Tensor, bar: tqdm, images: int, seconds: float) -> None:
+        vals = torch.cat([loss.double().view(1), self.sums])
+        distributed.all_reduce_sum_(vals)
+        step_loss, loss_sum, correct, seen = vals.tolist()
+        rec = {"kind": "step", "epoch": self.epoch, "step": self.step, "batch": self.batch_in_epoch,
+               "loss": step_loss / self.dist.world_size, "loss_avg": loss_sum / seen, "top1_avg": 100 * correct / seen,
+               "lr": self.scheduler.lr_at(self.step - 1), "img_per_s": images / max(seconds, 1e-9)}
+        if self.main:
+            self.logger.log(rec)
+            bar.set_postfix(loss=f"{rec['loss_avg']:.4f}", acc=f"{rec['top1_avg']:.1f}%",
+                            img_s=f"{rec['img_per_s']:.0f}", lr=f"{rec['lr']:.2e}", refresh=False)
+
+    def _evaluate(self) -> dict[str, Any]:
+        r, out = self.recipe, {}
+        acc = run_evaluation(self.model, self.test_loader, self.num_classes, self.device, r.precision,
+                             desc="test", progress=self.progress)
+        s = acc.summary(self.class_names)
+        out.update(test_top1=s["top1"], test_top5=s["top5"], test_loss=s["loss"], test_ece=s["ece"])
+        final = s
+        if self.ema is not None:
+            ema_acc = run_evaluation(self.ema.module, self.test_loader, self.num_classes, self.device, r.precision,
+                                     desc="test (EMA)", progress=self.progress)
+            final = ema_acc.summary(self.class_names)
+            out.update(test_ema_top1=final["top1"], test_ema_top5=final["top5"], test_ema_loss=final["loss"],
+                       test_ema_ece=final["ece"])
+        self._final_eval = {**final, "weights": "ema" if self.ema is not None else "model"}
+        return out
+
+    # -- the loop ------------------------------------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        r, t_start = self.recipe, time.perf_counter()
+        self.model.train()
+        while self.epoch < r.epochs:
+            self._train_epoch()
+        if self._final_eval is not None and self.main:
+            self._write_final_eval()
+        result = {"run_dir": str(self.run_dir), "epochs": r.epochs, "steps": self.step,
+                  "wall_s": time.perf_counter() - t_start, "best_top1": self.best["top1"],
+                  "best_epoch": self.best["epoch"] + 1, **self.last_eval}
+        if self.main:
+            self.logger.close()
+        return result
+
+    def _train_epoch(self) -> None:
+        r, world = self.recipe, self.dist.world_size
+        self.train_samples.set_epoch(self.epoch)
+        self.train_sampler.set_epoch(self.epoch)
+        self.train_sampler.set_start(self.batch_in_epoch * r.batch_size)
+        bar = tqdm(total=self.steps_per_epoch, initial=self.batch_in_epoch, desc=f"epoch {self.epoch + 1}/{r.epochs}",
+                   disable=not self.progress, dynamic_ncols=True, leave=False)
+        t0 = t_log = time.perf_counter()
+        images = 0
+        batches = iter(self.train_loader)
+        while self.batch_in_epoch < self.steps_per_epoch:
+            x, y, _ = next(batches)
+            loss = self._train_step(x, y)
+            self.batch_in_epoch += 1
+            images += y.numel() * world
+            bar.update(1)
+            last_batch = self.batch_in_epoch == self.steps_per_epoch
+            if self.step % r.log_every_steps == 0 or last_batch:
+                now = time.perf_counter()
+                self._log_step(loss, bar, images, now - t_log)
+                t_log, images = now, 0
+            if r.ckpt_every_steps and self.step % r.ckpt_every_steps == 0 and not last_batch:
+                self.epoch_time += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                self._save(["last"])
+        bar.close()
+        self.epoch_time += time.perf_counter() - t0
+        self._end_epoch()
+
+    def _end_epoch(self) -> None:
+        r = self.recipe
+        loss_sum, correct, seen = self._global_sums()
+        rec: dict[str, Any] = {"kind": "epoch", "epoch": self.epoch, "step": self.step, "train_loss": loss_sum / seen,
+                               "train_top1": 100 * correct / seen, "lr": self.scheduler.lr,
+                               "epoch_time_s": self.epoch_time, "img_per_s": seen / max(self.epoch_time, 1e-9)}
+        improved = False
+        if (self.epoch + 1) % r.eval_every_epochs == 0 or self.epoch + 1 == r.epochs:
+            rec.update(self._evaluate())
+            self.last_eval = {k: v for k, v in rec.items() if k.startswith("test_")}
+            score = rec.get("test_ema_top1", rec["test_top1"])
+            improved = score > self.best["top1"]
+            if improved:
+                self.best = {"top1": score, "epoch": self.epoch}
+        rec["best_top1"] = self.best["top1"]
+        if self.main:
+            self.logger.log(rec)
+            msg = f"epoch {self.epoch + 1}/{r.epochs}: train loss {rec['train_loss']:.4f}, top-1 {rec['train_top1']:.1f}%"
+            if "test_top1" in rec:
+                msg += f" | test top-1 {rec['test_top1']:.2f}%, top-5 {rec['test_top5']:.2f}%"
+                if "test_ema_top1" in rec:
+                    msg += f", EMA top-1 {rec['test_ema_top1']:.2f}%"
+            tqdm.write(msg + f" | {rec['img_per_s']:.0f} img/s")
+        self.epoch, self.batch_in_epoch, self.epoch_time = self.epoch + 1, 0, 0.0
+        self.sums.zero_()
+        self._save(["last", "best"] if improved else ["last"])
+        if self.main:
+            plot_curves(read_jsonl(self.run_dir / METRICS), self.run_dir / CURVES)
+
+    def _write_final_eval(self) -> None:
+        ev = {**self._final_eval, "checkpoint": str(self.run_dir / CKPT_DIR / "last.safetensors"),
+              "data": self.recipe.data.name, "split": self.recipe.data.test_split}
+        _write_json(self.run_dir / EVAL_JSON, ev)
+        plot_confusion(ev["confusion_matrix"], ev["class_names"], self.run_dir / CONFUSION_PNG)
+
+
+def train(recipe: Recipe | None, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+          device: str = "auto", progress: bool = True) -> dict[str, Any]:
+    """Train `recipe` into `out_dir` (or, with `resume=True`, continue the run there; `recipe=None` reuses its
+    config.yaml). Returns the final metrics: test_top1/top5/loss/ece of the last epoch, best_top1, wall_s, ..."""
+    out_dir = Path(out_dir)
+    if recipe is None:
+        if not resume:
+            raise ValueError("train(recipe=None) is only meaningful with resume=True")
+        recipe = load_run_recipe(out_dir)
+    owns_group = not distributed_initialized()
+    try:
+        return Trainer(recipe, out_dir, resume=resume, overwrite=overwrite, device=device, progress=progress).fit()
+    finally:
+        if owns_group:
+            distributed.cleanup()
+
+
+def load_run_recipe(run_dir: str | Path) -> Recipe:
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no {CONFIG})")
+    return Recipe.from_dict(yaml.safe_load(path.read_text()) or {})
+
+
+def distributed_initialized() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+# -- evaluation entry point --------------------------------------------------------------------------------------
+
+def evaluate(checkpoint: str | Path, *, data: str | None = None, root: str | None = None, split: str | None = None,
+             weights: str = "auto", which: str = "best", model: str | None = None, batch_size: int | None = None,
+             limit: int | None = None, on_corrupt: str | None = None, num_workers: int = 0, device: str = "auto",
+             out_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Evaluate a checkpoint (file or run directory) on a dataset split (default: the run's own test split).
+
+    `weights`: "auto" (EMA when the checkpoint has it), "ema" or "model". Writes `<stem>.json` and a confusion
+    matrix PNG to `out_dir` (default: `<run>/eval/`) and returns the report.
+    """
+    if weights not in ("auto", "ema", "model"):
+        raise ValueError(f"weights must be auto, ema or model, got {weights!r}")
+    owns_group = not distributed_initialized()
+    dist_info = distributed.setup(device)
+    try:
+        path = resolve_checkpoint(checkpoint, which)
+        ckpt = load_checkpoint(path)
+        spec, recipe = ckpt.meta["model"], Recipe.from_dict(ckpt.meta["recipe"])
+        if model is not None:
+            check_same_model(spec, {**spec, "name": model}, path)
+        use_ema = weights == "ema" or (weights == "auto" and ckpt.has("ema"))
+        if use_ema and not ckpt.has("ema"):
+            raise ValueError(f"checkpoint {path} has no EMA weights (train with ema.enabled=true, or use --weights model)")
+        net = build_model(spec, 0.0, recipe.seed)
+        load_weights(net, ckpt.tensors("ema" if use_ema else "model"), spec, spec, path)
+        net.to(dist_info.device)
+
+        d = recipe.data
+        name = data or d.name
+        split = split or d.test_split
+        ds = load_split(name, split, root=root if data else (root or d.root), on_corrupt=on_corrupt or d.on_corrupt,
+                        seed=d.split_seed, limit=limit if (limit or data) else d.limit_test, img_size=spec["img_size"],
+                        num_classes=spec["num_classes"], verify=d.verify, show_warnings=dist_info.is_main)
+        mean, std = model_norm_stats(spec["name"])
+        _, _, loader = make_loader(ds, img_size=spec["img_size"], train=False, mean=mean, std=std, aug=d.aug,
+                                   seed=recipe.seed, batch_size=batch_size or d.eval_batch_size or 2 * recipe.batch_size,
+                                   num_workers=num_workers, dist_info=dist_info)
+        acc = run_evaluation(net, loader, spec["num_classes"], dist_info.device, recipe.precision,
+                             desc="eval", progress=progress and dist_info.is_main)
+        classes = [str(c) for c in ds.classes][: spec["num_classes"]]
+        classes += [str(i) for i in range(len(classes), spec["num_classes"])]
+        report = {**acc.summary(classes), "checkpoint": str(path), "model": spec["name"],
+                  "weights": "ema" if use_ema else "model", "data": name, "split": split,
+                  "world_size": dist_info.world_size}
+        if dist_info.is_main:
+            if out_dir is None:
+                out_dir = (path.parent.parent if path.parent.name == CKPT_DIR else path.parent) / "eval"
+            out_dir = Path(out_dir)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            stem = f"{path.stem}-{report['weights']}-{Path(name.rstrip('/')).name.split('.')[0]}-{split}"
+            _write_json(out_dir / f"{stem}.json", report)
+            plot_confusion(report["confusion_matrix"], classes, out_dir / f"{stem}-confusion.png")
+            report["json_path"] = str(out_dir / f"{stem}.json")
+        return report
+    finally:
+        if owns_group:
+            distributed.cleanup()
