@@ -48,6 +48,11 @@ def _per_stage(value: Any, name: str) -> tuple:
     return (value,) * 4
 
 
+def _linspace(stop: float, n: int) -> list[float]:
+    """Stochastic-depth rates 0..stop over n blocks (plain Python, so models can be built on the meta device)."""
+    return [stop * i / (n - 1) if n > 1 else 0.0 for i in range(n)]
+
+
 def _mixer_options(mixer: str) -> set[str]:
     cls = {"masa": MaSADecomposed, "retention": RetentionMixer, "swat": SwatMixer}[mixer]
     names: set[str] = set()
@@ -210,7 +215,7 @@ class RMTBackbone(BackboneAPI):
             num_heads, "num_heads")
         ratios, dec = _per_stage(mlp_ratios, "mlp_ratios"), _per_stage(decompose, "decompose")
         ls, da, db = _per_stage(layerscale, "layerscale"), _per_stage(decay_a, "decay_a"), _per_stage(decay_b, "decay_b")
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        dpr = _linspace(drop_path_rate, sum(depths))
 
         self.stem = ConvStem(in_chans, dims[0], self.stem_stride)
         self.stages = nn.ModuleList()

@@ -16,7 +16,7 @@ from ..layers.drop import DropPath
 from ..layers.mixers import WindowMSA
 from ..registry import register_model
 from ..layers.mixers.axial import check_choice
-from .backbone import GLOBAL_POOLS, BackboneAPI, Stage, _init_weights, _per_stage, default_geometry
+from .backbone import GLOBAL_POOLS, BackboneAPI, Stage, _init_weights, _linspace, _per_stage, default_geometry
 
 
 class PatchEmbed(nn.Module):
@@ -90,7 +90,7 @@ class SwinTransformer(BackboneAPI):
         self.num_classes, self.in_chans = num_classes, in_chans
         depths, heads = _per_stage(depths, "depths"), _per_stage(num_heads, "num_heads")
         dims = [embed_dim * 2 ** i for i in range(4)]
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        dpr = _linspace(drop_path_rate, sum(depths))
         self.stem = PatchEmbed(in_chans, dims[0], self.patch_size)
         self.stages = nn.ModuleList()
         self.feature_info = []
