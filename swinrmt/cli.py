@@ -12,10 +12,12 @@ import sys
 # name -> (module, one-line help). Modules are imported only when their command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("swinrmt.models.summary", "list registered models with parameters and FLOPs"),
+    "compare": ("swinrmt.compare", "train several models under one recipe and seeds; report with paired statistics"),
     "export": ("swinrmt.export", "export a model to ONNX / torch.export, or a trainer checkpoint to the hub layout"),
     "viz": ("swinrmt.viz", "plot decay / ALiBi profiles, attention maps and G1 gate maps (PNG)"),
     "train": ("swinrmt.train.cli_train", "train a model from a recipe (default: the quick CPU recipe)"),
     "eval": ("swinrmt.train.cli_eval", "evaluate a checkpoint: top-1/5, per-class, confusion matrix, ECE"),
+    "bench": ("swinrmt.bench", "speed benchmark: images/s, step latency, peak memory, FLOPs, MFU (JSON report)"),
 }
 
 

@@ -319,15 +319,36 @@ def plot_attention(model: nn.Module, image: torch.Tensor, path: str | Path, bloc
 # -- (c) G1 gates ------------------------------------------------------------------------------------------------
 def gate_scores(model: nn.Module, image: torch.Tensor, block: str) -> torch.Tensor:
     """G1 gate values of a block, per head: (B, H, W, heads, d) (d = 1 for headwise gates)."""
-    gate = getattr(get_block(model, block).mixer, "gate", None)
-    if gate is None:
+    if getattr(get_block(model, block).mixer, "gate", None) is None:
         raise ValueError(f"block {block} has no G1 output gate (gated_swinrmt_retention_* have one; "
                          f"SWAT with gate='elementwise')")
-    y, x = _capture_input(model, gate, image)
+    return all_gate_scores(model, image)[block]
+
+
+def all_gate_scores(model: nn.Module, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    """{block: (B, H, W, heads, d) gate values} for every gated block, from one forward pass."""
+    gates = {n: b.mixer.gate for n, b in blocks(model) if getattr(b.mixer, "gate", None) is not None}
+    seen: dict[str, torch.Tensor] = {}
+
+    def grab(name):
+        def hook(mod, args):  # must return None: a pre-hook's return value would replace the gate's inputs
+            seen.setdefault(name, args[1].detach())
+
+        return hook
+
+    hooks = [g.register_forward_pre_hook(grab(n)) for n, g in gates.items()]
+    try:
+        with torch.no_grad():
+            model(image)
+    finally:
+        for h in hooks:
+            h.remove()
+    out = {}
     with torch.no_grad():
-        s = gate.scores(x)
-    b, h, w, _ = s.shape
-    return s.view(b, h, w, gate.num_heads, -1)
+        for n, g in gates.items():
+            s = g.scores(seen[n])  # the gate's own input: X_norm, or Y with gate_input="output"
+            out[n] = s.view(*s.shape[:3], g.num_heads, -1)
+    return out
 
 
 def gate_sparsity(scores: torch.Tensor, threshold: float = SPARSE_THRESHOLD) -> torch.Tensor:
@@ -343,9 +364,13 @@ def plot_gates(model: nn.Module, image: torch.Tensor, path: str | Path, block: s
                display: np.ndarray | None = None) -> tuple[Path, dict[str, list[float]]]:
     """Per-head mean gate map of `block` + sparsity bars for every gated block. Returns (path, sparsity)."""
     plt = _plt()
-    s = gate_scores(model, image[:1], block)
+    if getattr(get_block(model, block).mixer, "gate", None) is None:
+        raise ValueError(f"block {block} has no G1 output gate (gated_swinrmt_retention_* have one; "
+                         f"SWAT with gate='elementwise')")
+    scores = all_gate_scores(model, image[:1])
+    s = scores[block]
     heads = s.shape[3]
-    sparsity = {name: gate_sparsity(gate_scores(model, image[:1], name)).tolist() for name in gated_blocks(model)}
+    sparsity = {name: gate_sparsity(v).tolist() for name, v in scores.items()}
     fig = plt.figure(figsize=(2.5 * (heads + 1), 6))
     gs = fig.add_gridspec(2, heads + 1)
     ax = fig.add_subplot(gs[0, 0])

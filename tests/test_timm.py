@@ -100,7 +100,9 @@ def _battery(name, **kw):
         assert torch.allclose(model.forward_intermediates(x)[0], final, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", FAST)
+@pytest.mark.parametrize("name", ["gated_swinrmt_retention_nano", "swin_nano",
+                                  pytest.param("gated_swinrmt_swat_nano", marks=pytest.mark.slow),
+                                  pytest.param("rmt_nano", marks=pytest.mark.slow)])
 def test_timm_battery_fast(name):
     _battery(name, **SMALL)
 

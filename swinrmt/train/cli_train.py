@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(exc, FileNotFoundError):
             raise
         raise CLIError(f"{type(exc).__name__}: {exc}") from exc
-    if "test_top1" in result:
+    if result["rank"] == 0 and "test_top1" in result:
         line = f"test top-1 {result['test_top1']:.2f}%  top-5 {result['test_top5']:.2f}%"
         if "test_ema_top1" in result:
             line += f"  EMA top-1 {result['test_ema_top1']:.2f}%"

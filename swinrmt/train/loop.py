@@ -409,7 +409,7 @@ class Trainer:
             self._train_epoch()
         if self._final_eval is not None and self.main:
             self._write_final_eval()
-        result = {"run_dir": str(self.run_dir), "epochs": r.epochs, "steps": self.step,
+        result = {"run_dir": str(self.run_dir), "rank": self.dist.rank, "epochs": r.epochs, "steps": self.step,
                   "wall_s": time.perf_counter() - t_start, "best_top1": self.best["top1"],
                   "best_epoch": self.best["epoch"] + 1, **self.last_eval}
         if self.main:

@@ -1,0 +1,394 @@
+"""`swinrmt bench`: images/s, step latency, peak memory, FLOPs and MFU of registered models, CPU or CUDA.
+
+What is measured, and how (so that figures from different commits and machines compare):
+- Step time: the median of `--steps` timed steps after `--warmup` untimed ones. With several models, the timed steps are
+  *interleaved* (one step of each model per round), so a change of machine load during the run hits every model alike
+  and the ratios between models stay meaningful. A train step is forward + cross-entropy + backward + AdamW step +
+  zero_grad; an infer step is an eval-mode forward under `torch.inference_mode()`. CUDA steps are synchronised.
+- FLOPs: `swinrmt.flops.count_forward_flops` (2 x MACs of the forward, math attention backend); a train step counts
+  3 x forward. Achieved FLOP/s = FLOPs per step / median step time.
+- MFU: achieved FLOP/s / peak FLOP/s, where the peak is measured in the same run by a large square matrix multiply in
+  the same precision on the same threads / device (median of repeats; `measure_peak_flops`).
+- Peak memory. CUDA: `torch.cuda.max_memory_allocated()` over the timed steps. CPU: torch's CPU allocator keeps no
+  statistics and tracemalloc does not see it, so each model runs again in a *fresh child process*, which records its
+  resident set size after building the model, optimizer and batch, then runs `--mem-steps` steps and reads
+  `resource.getrusage().ru_maxrss` (the kernel's high-water mark of the process). `peak_mem_mb` is that high-water mark
+  minus the RSS before the first step: the memory the step itself needs (activations, gradients, optimizer state,
+  workspace), excluding the weights and the Python/torch runtime; `rss_peak_mb` is the absolute high-water mark.
+- Precision: `fp32`, or `bf16` / `fp16` autocast (weights stay float32, as in mixed-precision training).
+
+Results go to stdout as a table and to `--out` as JSON (`SCHEMA_KEYS` lists the keys of each result row).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from contextlib import nullcontext
+from typing import Any, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .flops import TRAIN_FLOPS_FACTOR, count_forward_flops
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+MODES = ("train", "infer")
+DEFAULT_MODELS = ("rmt_tiny", "gated_swinrmt_retention_tiny", "gated_swinrmt_swat_tiny")
+SCHEMA_KEYS = ("model", "mode", "precision", "device", "img_size", "batch", "params", "stem_stride", "window",
+               "images_per_s", "step_ms", "step_ms_p10", "step_ms_p90", "step_ms_all", "flops_per_image",
+               "flops_per_step", "achieved_flops", "peak_flops", "mfu", "peak_mem_mb", "rss_peak_mb",
+               "step_time_ratio", "peak_mem_ratio", "baseline")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Small pure helpers (tested directly)
+# ----------------------------------------------------------------------------------------------------------------------
+def mfu(flops_per_step: float, step_seconds: float, peak_flops: float) -> float:
+    """Model FLOP utilisation: (FLOPs per step / seconds per step) / peak FLOP/s."""
+    if step_seconds <= 0 or peak_flops <= 0:
+        raise ValueError(f"step_seconds and peak_flops must be positive, got {step_seconds}, {peak_flops}")
+    return flops_per_step / step_seconds / peak_flops
+
+
+def step_flops(flops_per_image: int, batch: int, mode: str) -> int:
+    """FLOPs of one step: batch x forward FLOPs, x TRAIN_FLOPS_FACTOR (3) when training."""
+    return flops_per_image * batch * (TRAIN_FLOPS_FACTOR if mode == "train" else 1)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile, q in [0, 100]."""
+    v = sorted(values)
+    if not v:
+        raise ValueError("no values")
+    pos = (len(v) - 1) * q / 100.0
+    lo, hi = int(pos), min(int(pos) + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (pos - lo)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_peak_flops(device: str | torch.device = "cpu", precision: str = "fp32", n: int | None = None,
+                       repeats: int = 7) -> float:
+    """Peak FLOP/s of this machine: median over `repeats` of one n x n @ n x n matmul (2 n^3 FLOPs) in `precision`.
+
+    CPU default n = 2048 (large enough to saturate the BLAS on a few cores without taking seconds), CUDA n = 8192.
+    """
+    device = torch.device(device)
+    n = n or (8192 if device.type == "cuda" else 2048)
+    dtype = PRECISIONS[precision]
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    for _ in range(2):
+        a @ b
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return 2.0 * n ** 3 / statistics.median(times)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Steps
+# ----------------------------------------------------------------------------------------------------------------------
+class _Runner:
+    """One model, ready to step in one mode and precision."""
+
+    def __init__(self, name: str, mode: str, precision: str, img_size: int, batch: int, device: torch.device,
+                 num_classes: int, compile: bool = False, model_kwargs: dict | None = None, seed: int = 0):
+        from .registry import create_model
+
+        torch.manual_seed(seed)
+        self.name, self.mode, self.precision, self.device = name, mode, precision, device
+        self.model = create_model(name, num_classes=num_classes, img_size=img_size, **(model_kwargs or {}))
+        self.model.to(device)
+        self.model.train(mode == "train")
+        self.x = torch.randn(batch, 3, img_size, img_size, device=device)
+        self.y = torch.randint(0, num_classes, (batch,), device=device)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4) if mode == "train" else None
+        self.fn = torch.compile(self.model) if compile else self.model
+
+    def _ctx(self):
+        dtype = PRECISIONS[self.precision]
+        return nullcontext() if dtype == torch.float32 else torch.autocast(self.device.type, dtype=dtype)
+
+    def step(self) -> float:
+        """Run one step; return its wall time in seconds (synchronised on CUDA)."""
+        _sync(self.device)
+        t0 = time.perf_counter()
+        if self.mode == "train":
+            with self._ctx():
+                loss = F.cross_entropy(self.fn(self.x), self.y)
+            loss.backward()
+            self.opt.step()
+            self.opt.zero_grad(set_to_none=True)
+        else:
+            with torch.inference_mode(), self._ctx():
+                self.fn(self.x)
+        _sync(self.device)
+        return time.perf_counter() - t0
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:  # not Linux: fall back to the high-water mark so far
+        return _maxrss_bytes()
+
+
+def _maxrss_bytes() -> int:
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r if sys.platform == "darwin" else r * 1024
+
+
+def memory_child(spec: dict) -> dict:
+    """Run inside a fresh process: RSS before the first step, kernel high-water mark after `mem_steps` steps."""
+    torch.set_num_threads(spec["threads"])
+    r = _Runner(spec["model"], spec["mode"], spec["precision"], spec["img_size"], spec["batch"],
+                torch.device("cpu"), spec["num_classes"], spec.get("compile", False), spec.get("model_kwargs"))
+    before = _rss_bytes()
+    for _ in range(spec["mem_steps"]):
+        r.step()
+    peak = _maxrss_bytes()
+    return {"peak_mem_mb": (peak - before) / 2 ** 20, "rss_peak_mb": peak / 2 ** 20}
+
+
+def _cpu_peak_memory(spec: dict) -> dict:
+    cmd = [sys.executable, "-m", "swinrmt.bench", "--memory-child", json.dumps(spec)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"memory child for {spec['model']} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The benchmark
+# ----------------------------------------------------------------------------------------------------------------------
+def _machine_info(device: torch.device) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
+        "device": str(device), "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+        "cpu": platform.processor(),
+    }
+    try:
+        with open("/proc/cpuinfo") as f:
+            info["cpu"] = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), info["cpu"])
+    except OSError:
+        pass
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    try:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5)
+        if sha.returncode == 0:
+            info["git_commit"] = sha.stdout.strip()
+            info["git_dirty"] = bool(dirty.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
+def run_bench(models: Sequence[str] = DEFAULT_MODELS, img_size: int = 64, batch: int = 64,
+              modes: Sequence[str] = ("train",), precisions: Sequence[str] = ("fp32",), steps: int = 10,
+              warmup: int = 2, device: str = "cpu", compile: bool = False, memory: bool = True, mem_steps: int = 2,
+              num_classes: int = 100, model_kwargs: dict | None = None, baseline: str | None = None,
+              threads: int | None = None, log=print) -> dict[str, Any]:
+    """Benchmark every (mode, precision, model); returns the JSON-ready report (see module docstring)."""
+    for m in modes:
+        if m not in MODES:
+            raise ValueError(f"mode {m!r} is not one of {MODES}")
+    for p in precisions:
+        if p not in PRECISIONS:
+            raise ValueError(f"precision {p!r} is not one of {tuple(PRECISIONS)}")
+    if steps < 1 or warmup < 0:
+        raise ValueError(f"need steps >= 1 and warmup >= 0, got {steps}, {warmup}")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available")
+    if threads:
+        torch.set_num_threads(threads)
+    baseline = baseline or models[0]
+    report: dict[str, Any] = {"machine": _machine_info(dev), "config": {
+        "models": list(models), "img_size": img_size, "batch": batch, "modes": list(modes),
+        "precisions": list(precisions), "steps": steps, "warmup": warmup, "compile": compile,
+        "num_classes": num_classes, "model_kwargs": model_kwargs or {}, "baseline": baseline,
+        "memory_method": ("torch.cuda.max_memory_allocated" if dev.type == "cuda" else
+                          "fresh child process: ru_maxrss after steps - RSS before the first step"),
+        "argv": sys.argv[1:]}, "load_avg_start": _loadavg(), "peak_flops": {}, "results": []}
+    from .registry import create_model
+
+    flops = {}
+    info = {}
+    for name in models:
+        with torch.device("meta"):
+            m = create_model(name, num_classes=num_classes, img_size=img_size, **(model_kwargs or {}))
+        flops[name] = count_forward_flops(m, img_size)
+        info[name] = {"params": sum(p.numel() for p in m.parameters()),
+                      "stem_stride": getattr(m, "stem_stride", getattr(m, "patch_size", None)),
+                      "window": getattr(m, "window_size", None)}
+        del m
+    for precision in precisions:
+        peak = measure_peak_flops(dev, precision)
+        report["peak_flops"][precision] = peak
+        log(f"peak {precision} matmul: {peak / 1e9:.1f} GFLOP/s ({dev}, {torch.get_num_threads()} threads)")
+        for mode in modes:
+            runners = [_Runner(n, mode, precision, img_size, batch, dev, num_classes, compile, model_kwargs)
+                       for n in models]
+            for r in runners:
+                for _ in range(warmup):
+                    r.step()
+            if dev.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(dev)
+            times: dict[str, list[float]] = {r.name: [] for r in runners}
+            cuda_mem: dict[str, float] = {}
+            for _ in range(steps):  # interleaved rounds: load drift hits every model alike
+                for r in runners:
+                    if dev.type == "cuda":
+                        torch.cuda.reset_peak_memory_stats(dev)
+                    times[r.name].append(r.step())
+                    if dev.type == "cuda":
+                        cuda_mem[r.name] = max(cuda_mem.get(r.name, 0.0),
+                                               torch.cuda.max_memory_allocated(dev) / 2 ** 20)
+            del runners
+            rows = []
+            for name in models:
+                med = statistics.median(times[name])
+                fps = step_flops(flops[name], batch, mode)
+                row: dict[str, Any] = {
+                    "model": name, "mode": mode, "precision": precision, "device": str(dev), "img_size": img_size,
+                    "batch": batch, **info[name], "images_per_s": batch / med, "step_ms": med * 1e3,
+                    "step_ms_p10": percentile(times[name], 10) * 1e3, "step_ms_p90": percentile(times[name], 90) * 1e3,
+                    "step_ms_all": [t * 1e3 for t in times[name]], "flops_per_image": flops[name],
+                    "flops_per_step": fps, "achieved_flops": fps / med, "peak_flops": peak,
+                    "mfu": mfu(fps, med, peak), "peak_mem_mb": None, "rss_peak_mb": None,
+                }
+                if memory and dev.type == "cuda":
+                    row["peak_mem_mb"] = cuda_mem.get(name)
+                elif memory:
+                    spec = {"model": name, "mode": mode, "precision": precision, "img_size": img_size, "batch": batch,
+                            "num_classes": num_classes, "mem_steps": mem_steps, "threads": torch.get_num_threads(),
+                            "model_kwargs": model_kwargs or {}}
+                    row.update(_cpu_peak_memory(spec))
+                rows.append(row)
+            base = next(r for r in rows if r["model"] == baseline) if baseline in models else rows[0]
+            for row in rows:
+                row["baseline"] = base["model"]
+                row["step_time_ratio"] = row["step_ms"] / base["step_ms"]
+                row["peak_mem_ratio"] = (row["peak_mem_mb"] / base["peak_mem_mb"]
+                                         if row["peak_mem_mb"] and base["peak_mem_mb"] else None)
+                report["results"].append(row)
+                log(format_row(row))
+    report["load_avg_end"] = _loadavg()
+    return report
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+HEADER = (f"{'model':34s} {'mode':5s} {'prec':4s} {'img/s':>8s} {'step ms':>9s} {'GFLOP/img':>9s} {'GFLOP/s':>8s} "
+          f"{'MFU':>6s} {'mem MB':>8s} {'x time':>6s} {'x mem':>6s}")
+
+
+def format_row(r: dict) -> str:
+    mem = f"{r['peak_mem_mb']:8.0f}" if r.get("peak_mem_mb") is not None else f"{'-':>8s}"
+    ratio = f"{r['step_time_ratio']:6.2f}" if r.get("step_time_ratio") is not None else f"{'-':>6s}"
+    mr = f"{r['peak_mem_ratio']:6.2f}" if r.get("peak_mem_ratio") is not None else f"{'-':>6s}"
+    return (f"{r['model']:34s} {r['mode']:5s} {r['precision']:4s} {r['images_per_s']:8.1f} {r['step_ms']:9.1f} "
+            f"{r['flops_per_image'] / 1e9:9.3f} {r['achieved_flops'] / 1e9:8.1f} {100 * r['mfu']:5.1f}% {mem} "
+            f"{ratio} {mr}")
+
+
+def format_table(report: dict) -> str:
+    lines = [HEADER] + [format_row(r) for r in report["results"]]
+    peaks = ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in report["peak_flops"].items())
+    lines.append(f"peak matmul: {peaks}; load avg start {report.get('load_avg_start')} end {report.get('load_avg_end')}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# CLI
+# ----------------------------------------------------------------------------------------------------------------------
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), help="registered model names (first = baseline)")
+    p.add_argument("--img-size", type=int, default=64)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--mode", nargs="+", default=["train"], choices=MODES, help="train and/or infer")
+    p.add_argument("--precision", nargs="+", default=["fp32"], choices=tuple(PRECISIONS),
+                   help="fp32, or bf16/fp16 autocast")
+    p.add_argument("--steps", type=int, default=10, help="timed steps per model (median reported)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps per model first")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the models")
+    p.add_argument("--stem-stride", type=int, default=None, choices=(2, 4),
+                   help="override the stem stride (4 = the public RMT code's layout at any size)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra create_model keyword (JSON value), repeatable, e.g. --set window_size=8")
+    p.add_argument("--num-classes", type=int, default=100)
+    p.add_argument("--baseline", default=None, help="model the ratios refer to (default: the first)")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    p.add_argument("--mem-steps", type=int, default=2, help="steps run by the CPU memory child process")
+    p.add_argument("--out", default=None, help="write the JSON report here")
+
+
+def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from .registry import get_entry
+
+    for name in args.models:
+        get_entry(name)  # unknown names fail fast, with suggestions
+    kw = _parse_sets(args.set)
+    if args.stem_stride is not None:
+        kw["stem_stride"] = args.stem_stride
+    print(HEADER)
+    report = run_bench(args.models, args.img_size, args.batch, args.mode, args.precision, args.steps, args.warmup,
+                       args.device, args.compile, not args.no_memory, args.mem_steps, args.num_classes, kw,
+                       args.baseline, args.threads)
+    print(format_table(report).splitlines()[-1])
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump(report, f, indent=1)
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--memory-child":
+        print(json.dumps(memory_child(json.loads(sys.argv[2]))))
+    else:
+        from .cli import main
+
+        sys.exit(main(["bench"] + sys.argv[1:]))

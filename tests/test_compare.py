@@ -1,0 +1,101 @@
+"""The compare machinery on a tiny real setup: seeding, statistics, resumption, report."""
+import json
+import math
+
+import pytest
+
+from swinrmt import compare as C
+from swinrmt.train.loop import train
+
+TINY = ["epochs=1", "batch_size=32", "data.limit_train=64", "data.limit_test=40", "img_size=16",
+        "log_every_steps=1", "data.verify=false"]
+
+
+def test_mean_std_and_paired_ci_on_known_values():
+    assert C.mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)
+    d = C.paired_difference([2.0, 3.0, 4.0], [1.0, 1.0, 1.0])
+    assert d["mean"] == 2.0 and d["n"] == 3
+    half = 4.302652729911275 * 1.0 / math.sqrt(3)  # t_{0.975, 2}
+    assert d["lo"] == pytest.approx(2.0 - half) and d["hi"] == pytest.approx(2.0 + half)
+    one = C.paired_difference([5.0], [4.0])
+    assert one["mean"] == 1.0 and math.isnan(one["lo"])
+    with pytest.raises(ValueError, match="equal lengths"):
+        C.paired_difference([1.0], [1.0, 2.0])
+
+
+def test_grid_is_a_cartesian_product_with_typed_values():
+    g = C.parse_grid(["norm=headnorm,rowsum", "lce=true,false", "window_size=2"])
+    assert len(g) == 4 and {"norm": "rowsum", "lce": False, "window_size": 2} in g
+    assert C.parse_grid([]) == [{}]
+    with pytest.raises(ValueError, match="option=value1,value2"):
+        C.parse_grid(["norm"])
+    assert C.run_label("m", {"b": 1, "a": "x"}) == "m[a=x,b=1]"
+
+
+def _counting_train(calls, stop_after=None):
+    def fn(recipe, run_dir, **kw):
+        if stop_after is not None and len(calls) >= stop_after:
+            raise KeyboardInterrupt("simulated interruption")
+        calls.append(str(run_dir))
+        return train(recipe, run_dir, **{**kw, "progress": False})
+    return fn
+
+
+def test_same_seed_same_run(tmp_path):
+    a = C.compare(["rmt_nano"], "quick", tmp_path / "a", seeds=[3], recipe_overrides=TINY, progress=False)
+    b = C.compare(["rmt_nano"], "quick", tmp_path / "b", seeds=[3], recipe_overrides=TINY, progress=False)
+    assert a["summary"][0]["top1_mean"] == b["summary"][0]["top1_mean"]
+    la = (tmp_path / "a/runs/rmt_nano/seed-3/metrics.jsonl").read_text().splitlines()
+    lb = (tmp_path / "b/runs/rmt_nano/seed-3/metrics.jsonl").read_text().splitlines()
+    losses = lambda lines: [json.loads(x)["loss"] for x in lines if json.loads(x).get("kind") == "step"]  # noqa
+    assert losses(la) and losses(la) == losses(lb)
+
+
+def test_interrupted_compare_resumes_without_retraining(tmp_path):
+    out = tmp_path / "cmp"
+    models = ["rmt_nano", "gated_swinrmt_swat_nano"]
+    calls: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        C.compare(models, "quick", out, seeds=[0, 1], recipe_overrides=TINY, progress=False,
+                  train_fn=_counting_train(calls, stop_after=3))
+    assert len(calls) == 3
+    done = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/seed-*/result.json")}
+    assert len(done) == 3
+    calls2: list[str] = []
+    rep = C.compare(models, "quick", out, seeds=[0, 1], recipe_overrides=TINY, progress=False,
+                    train_fn=_counting_train(calls2))
+    assert len(calls2) == 1, "only the missing run may train"
+    assert all(p.stat().st_mtime_ns == t for p, t in done.items()), "finished runs must not be touched"
+    assert {s["label"] for s in rep["summary"]} == set(models)
+    swat = next(s for s in rep["summary"] if s["label"] == "gated_swinrmt_swat_nano")
+    assert swat["diff_vs_baseline"]["n"] == 2 and swat["params"] > 0 and swat["flops"] > 0
+    for f in ("report.md", "runs.csv", "runs.json", "curves.png", "final.png"):
+        assert (out / f).stat().st_size > 0
+    assert "| `gated_swinrmt_swat_nano` |" in (out / "report.md").read_text()
+    # a third run has nothing left to do
+    calls3: list[str] = []
+    C.compare(models, "quick", out, seeds=[0, 1], recipe_overrides=TINY, progress=False,
+              train_fn=_counting_train(calls3))
+    assert calls3 == []
+
+
+def test_a_report_dir_holds_one_protocol(tmp_path):
+    C.compare(["rmt_nano"], "quick", tmp_path, seeds=[0], recipe_overrides=TINY, progress=False)
+    with pytest.raises(ValueError, match=r"different recipe \(differs in: optim.lr\)"):
+        C.compare(["rmt_nano"], "quick", tmp_path, seeds=[0], recipe_overrides=TINY + ["optim.lr=0.1"],
+                  progress=False)
+
+
+def test_unknown_model_fails_before_training(tmp_path):
+    with pytest.raises(ValueError, match="unknown model 'rmt_nanoo'"):
+        C.compare(["rmt_nanoo"], "quick", tmp_path, seeds=[0], recipe_overrides=TINY)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_ablation_grid_trains_one_run_per_grid_point(tmp_path):
+    rep = C.compare(["gated_swinrmt_swat_nano"], "quick", tmp_path, seeds=[0], recipe_overrides=TINY,
+                    grid=C.parse_grid(["norm=headnorm,rowsum"]), progress=False)
+    labels = [s["label"] for s in rep["summary"]]
+    assert sorted(labels) == ["gated_swinrmt_swat_nano[norm=headnorm]", "gated_swinrmt_swat_nano[norm=rowsum]"]
+    cfg = (tmp_path / "runs/gated_swinrmt_swat_nano__norm-rowsum/seed-0/config.yaml").read_text()
+    assert "norm: rowsum" in cfg
