@@ -27,6 +27,12 @@ from ..windows import AxisGeometry, axis_geometry, cached_axis_allowed, crop_and
 
 NEG = -1.0e4  # masked-key bias: finite, so rows with no valid key (padding queries) stay finite in any dtype
 
+# Fast path switch (see `fast_axial_softmax`). True: softmax passes (Retention, RMT's decomposed MaSA) run as fused
+# `scaled_dot_product_attention` calls on zero-copy strided views of the token layout. False: the plain reference
+# path (`axial_window_attention`), kept beside it; tests/layers/test_fast_path.py holds the two equal. Use
+# `reference_path()` to switch for a block of code, or set `swinrmt.layers.mixers.axial.FAST_PATH = False`.
+FAST_PATH = True
+
 SIGMOID_NORMS = ("none", "rowsum", "n")
 
 
@@ -89,6 +95,87 @@ def axial_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gh
     yh = attend(height_layout(q, gh), height_layout(k, gh), width_to_height(yw, gh), th, kind, sigmoid_norm,
                 use_sdpa)
     return height_to_tokens(yh)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Fast path: fused softmax attention on zero-copy views
+# ----------------------------------------------------------------------------------------------------------------------
+class reference_path:
+    """Context manager: run every axial mixer on the plain reference path inside the block (tests, debugging)."""
+
+    def __enter__(self):
+        global FAST_PATH
+        self._prev, FAST_PATH = FAST_PATH, False
+        return self
+
+    def __exit__(self, *exc):
+        global FAST_PATH
+        FAST_PATH = self._prev
+        return False
+
+
+def block_diagonal(t: torch.Tensor, fill: float) -> torch.Tensor:
+    """(heads, nwin, M, M) per-window tables -> (heads, nwin*M, nwin*M), `fill` between windows (differentiable)."""
+    heads, nw, m, _ = t.shape
+    out = t.new_full((heads, nw, m, nw, m), fill)
+    idx = torch.arange(nw, device=t.device)
+    out[:, idx, :, idx, :] = t.transpose(0, 1)
+    return out.view(heads, nw * m, nw * m)
+
+
+def _axis_bias(t: PassTables, geo: AxisGeometry, axis: str, reps: int, key) -> torch.Tensor:
+    """The pass's additive table as one block-diagonal (1, reps*heads, L, L) SDPA mask over the padded axis."""
+
+    def build():
+        tab = t.add.squeeze(2 if axis == "h" else 1)  # (heads, nwin, M, M)
+        full = block_diagonal(tab, NEG) if geo.num_windows > 1 else tab[:, 0]
+        return full.repeat(reps, 1, 1).unsqueeze(0)  # head index fastest: (w * heads + h)
+
+    if key is None:
+        return build()
+    return cached(("fast_axis_bias",) + key + (geo, axis, reps, t.add.dtype, t.add.device), build)
+
+
+def _axis_rotary(t: PassTables, geo: AxisGeometry):
+    """In-window rotary code tiled over the padded axis: position p uses the code of p mod M."""
+    sin, cos = t.rotary
+    if geo.num_windows == 1:
+        return sin, cos
+    return sin.repeat(geo.num_windows, 1), cos.repeat(geo.num_windows, 1)
+
+
+def fast_axial_softmax(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gh: AxisGeometry, gw: AxisGeometry,
+                       tw: PassTables, th: PassTables, key=None) -> torch.Tensor:
+    """Same result as `axial_window_attention(kind="softmax")`, without copies or per-window batching.
+
+    Each pass attends along the whole padded axis with the window structure folded into the additive mask (NEG
+    between windows, so exp() gives exactly 0 there, as in the reference): the window partition becomes a
+    block-diagonal bias, and q/k/v stay in the token layout (B, Hp, Wp, heads, d), read through strided views:
+      width  : (B*Hp, heads, Wp, d)        mask (1, heads, Wp, Wp)
+      height : (B, Wp*heads, Hp, d)        mask (1, Wp*heads, Hp, Hp)  (the (w, head) pair is one stride-d axis)
+    CPU's fused flash kernel and CUDA's kernels accept these strides and a broadcast 4-D mask, and return the output
+    already in the token layout, so the width output feeds the height pass as V with no transpose. The cost: scores
+    over the padded axis instead of a window (wasted, uncounted FLOPs of nwin x a window pass, cheap next to the
+    copies it saves at these window counts; exactly what RMT's global decomposed attention does anyway).
+    """
+    b, hp, wp, heads, d = q.shape
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    # width pass
+    qw, kw_, vw = (t.view(b * hp, wp, heads, d).transpose(1, 2) for t in (q, k, v))
+    if tw.rotary is not None:
+        sin, cos = _axis_rotary(tw, gw)
+        qw, kw_ = apply_rotary(qw, sin, cos), apply_rotary(kw_, sin, cos)
+    mw = _axis_bias(tw, gw, "w", 1, key).to(q.dtype)
+    yw = F.scaled_dot_product_attention(qw, kw_, vw, attn_mask=mw, scale=1.0)
+    yw = yw.transpose(1, 2).reshape(b, hp, wp * heads, d)  # a view when the kernel returns token order
+    # height pass, V = the width pass output
+    qh, kh = (t.view(b, hp, wp * heads, d).transpose(1, 2) for t in (q, k))
+    if th.rotary is not None:
+        sin, cos = _axis_rotary(th, gh)
+        qh, kh = apply_rotary(qh, sin, cos), apply_rotary(kh, sin, cos)
+    mh = _axis_bias(th, gh, "h", wp, key).to(q.dtype)
+    yh = F.scaled_dot_product_attention(qh, kh, yw.transpose(1, 2), attn_mask=mh, scale=1.0)
+    return yh.transpose(1, 2).reshape(b, hp, wp, heads * d)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -185,8 +272,11 @@ class AxialMixer(nn.Module):
         v = roll_and_pad(v.view(b, h, w, heads, d), gh, gw)
         tw = self.pass_tables(gw, "w", q.dtype, q.device)
         th = self.pass_tables(gh, "h", q.dtype, q.device)
-        y = axial_window_attention(q, k, v, gh, gw, tw, th, self.kind, getattr(self, "sigmoid_norm", "none"),
-                                   self.use_sdpa)
+        if FAST_PATH and self.kind == "softmax" and self.use_sdpa:
+            y = fast_axial_softmax(q, k, v, gh, gw, tw, th, self.fast_bias_key())
+        else:
+            y = axial_window_attention(q, k, v, gh, gw, tw, th, self.kind, getattr(self, "sigmoid_norm", "none"),
+                                       self.use_sdpa)
         y = crop_and_unroll(y, gh, gw)
         y = self.post(y, x)
         if lce is not None:
@@ -196,6 +286,12 @@ class AxialMixer(nn.Module):
 
     def gate_output(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return y
+
+    def fast_bias_key(self):
+        """Cache key of this mixer's (fixed) pass tables, or None when they change per forward (learnable decay)."""
+        if self.decay_logit is not None:
+            return None
+        return (type(self).__name__, self.num_heads, self.decay_a, self.decay_b)
 
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, heads={self.num_heads}, window={self.window_size}, shift={self.shift}, "

@@ -53,7 +53,8 @@ class MaSA2d(nn.Module):
             sin, cos = rotary_tables(h * w, d, q.dtype, q.device)
             q, k = apply_rotary(q, sin, cos), apply_rotary(k, sin, cos)
         bias = cached_log_decay_2d(h, w, heads, self.decay_a, self.decay_b, q.dtype, q.device)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        # a 4-D mask: with a 3-D one, CPU SDPA falls back to the unfused math path (and its safe-softmax checks)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.unsqueeze(0))
         y = y.transpose(1, 2).reshape(b, h, w, c)
         if lce is not None:
             y = y + lce
