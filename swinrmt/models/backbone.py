@@ -133,20 +133,25 @@ class BackboneAPI(nn.Module):
             x = stage(x)
         return self.norm(x).permute(0, 3, 1, 2)
 
+    def _stage_indices(self, indices: int | Sequence[int] | None) -> list[int]:
+        """timm's convention: None = all stages, an int n = the last n, else explicit (negative) stage indices."""
+        n = len(self.stages)
+        if indices is None:
+            return list(range(n))
+        if isinstance(indices, int):
+            if not 1 <= indices <= n:
+                raise ValueError(f"take the last 1..{n} stages, got {indices}")
+            return list(range(n - indices, n))
+        if not indices or any(not -n <= i < n for i in indices):
+            raise ValueError(f"stage indices must be in [-{n}, {n}), got {tuple(indices)}")
+        return sorted({i % n for i in indices})
+
     def forward_intermediates(self, x: torch.Tensor, indices: int | Sequence[int] | None = None, norm: bool = False,
                               stop_early: bool = False, output_fmt: str = "NCHW", intermediates_only: bool = False):
         """timm's API: stage outputs at `indices` (an int n means the last n stages), plus the final features."""
         check_choice("output_fmt", output_fmt, ("NCHW", "NHWC"))
         self.check_input(x)
-        n = len(self.stages)
-        if indices is None:
-            take = list(range(n))
-        elif isinstance(indices, int):
-            take = list(range(n - indices, n))
-        else:
-            take = [i % n for i in indices]
-        if any(not 0 <= i < n for i in take):
-            raise ValueError(f"stage indices must be in [-{n}, {n}), got {indices}")
+        take, n = self._stage_indices(indices), len(self.stages)
         outs = []
         x = self.stem(x)
         last = max(take) if stop_early else n - 1
@@ -162,10 +167,7 @@ class BackboneAPI(nn.Module):
     def prune_intermediate_layers(self, indices: int | Sequence[int] = 1, prune_norm: bool = False,
                                   prune_head: bool = True) -> list[int]:
         """timm's API: drop the stages after the last wanted one (and the head / final norm); returns the indices."""
-        n = len(self.stages)
-        take = list(range(n - indices, n)) if isinstance(indices, int) else [i % n for i in indices]
-        if not take or any(not 0 <= i < n for i in take):
-            raise ValueError(f"stage indices must be in [-{n}, {n}), got {indices}")
+        take = self._stage_indices(indices)
         self.stages = self.stages[: max(take) + 1]
         if prune_norm:
             self.norm = nn.Identity()

@@ -25,18 +25,10 @@ class FeatureExtractor(nn.Module):
 
     def __init__(self, model: nn.Module, out_indices: Sequence[int] = (0, 1, 2, 3)):
         super().__init__()
-        n = len(model.stages)
-        idx = [i % n for i in out_indices] if all(-n <= i < n for i in out_indices) else None
-        if not idx:
-            raise ValueError(f"out_indices must be stage indices in [-{n}, {n}), got {tuple(out_indices)}")
         self.model = model
-        self.out_indices = tuple(idx)
+        # Drops the stages past the last wanted one and the classifier (its parameters would idle without gradients).
+        self.out_indices = tuple(model.prune_intermediate_layers(list(out_indices), prune_head=True))
         self.feature_info = FeatureInfo(model.feature_info[i] for i in self.out_indices)
-        # The classifier is not part of a feature extractor: drop it so its parameters don't idle without gradients.
-        for name in ("head_proj", "head_norm", "head_drop", "head"):
-            if hasattr(model, name):
-                setattr(model, name, nn.Identity())
-        self.model.stages = model.stages[: max(self.out_indices) + 1]
         self.default_cfg = getattr(model, "default_cfg", {})
         self.pretrained_cfg = self.default_cfg
 

@@ -151,3 +151,11 @@ def test_invalid_option_values(name, kw, msg):
 def test_unknown_option_is_named():
     with pytest.raises(TypeError, match=r"unknown option\(s\) \['windw'\].*accepted"):
         swinrmt.create_model("gated_swinrmt_swat_nano", windw=3)
+
+
+@pytest.mark.parametrize("bad", [(4,), (-5,), ()])
+def test_out_of_range_stage_indices_are_refused(bad):
+    with pytest.raises(ValueError, match="stage indices must be in"):
+        swinrmt.create_model("rmt_nano", features_only=True, out_indices=bad)
+    with pytest.raises(ValueError, match="stage indices must be in"):
+        swinrmt.create_model("rmt_nano").forward_intermediates(torch.randn(1, 3, 32, 32), indices=bad)

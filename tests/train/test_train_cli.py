@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -129,6 +130,8 @@ def test_user_errors_are_one_line(cli, tmp_path: Path, tiny_run: Path):
                     words=(f"'{TINY}'", "'rmt_nano'"))
     _one_line_error(cli, "train", "--resume", str(tiny_run), "--model", "rmt_nano", "--epochs", "3",
                     words=(f"'{TINY}'", "'rmt_nano'"))
+    if not torch.cuda.is_available():
+        _one_line_error(cli, "train", "--out", out, "--device", "cuda", words=("CUDA is not available",))
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x00" * 64)
     _one_line_error(cli, "eval", "--checkpoint", str(bad), words=("not a readable safetensors checkpoint",))
