@@ -158,6 +158,9 @@ def _maxrss_bytes() -> int:
 def memory_child(spec: dict) -> dict:
     """Run inside a fresh process: RSS before the first step, kernel high-water mark after `mem_steps` steps."""
     torch.set_num_threads(spec["threads"])
+    from .layers.mixers import axial
+
+    axial.FAST_PATH = not spec.get("reference", False)
     r = _Runner(spec["model"], spec["mode"], spec["precision"], spec["img_size"], spec["batch"],
                 torch.device("cpu"), spec["num_classes"], spec.get("compile", False), spec.get("model_kwargs"))
     before = _rss_bytes()
@@ -208,7 +211,7 @@ def run_bench(models: Sequence[str] = DEFAULT_MODELS, img_size: int = 64, batch:
               modes: Sequence[str] = ("train",), precisions: Sequence[str] = ("fp32",), steps: int = 10,
               warmup: int = 2, device: str = "cpu", compile: bool = False, memory: bool = True, mem_steps: int = 2,
               num_classes: int = 100, model_kwargs: dict | None = None, baseline: str | None = None,
-              threads: int | None = None, log=print) -> dict[str, Any]:
+              threads: int | None = None, reference: bool = False, log=print) -> dict[str, Any]:
     """Benchmark every (mode, precision, model); returns the JSON-ready report (see module docstring)."""
     for m in modes:
         if m not in MODES:
@@ -223,11 +226,24 @@ def run_bench(models: Sequence[str] = DEFAULT_MODELS, img_size: int = 64, batch:
         raise ValueError("--device cuda: no CUDA device is available")
     if threads:
         torch.set_num_threads(threads)
+    from .layers.mixers import axial
+
+    prev_fast, axial.FAST_PATH = axial.FAST_PATH, not reference  # --reference-path: the plain reference mixers
+    try:
+        return _run_bench(models, img_size, batch, modes, precisions, steps, warmup, dev, compile, memory, mem_steps,
+                          num_classes, model_kwargs, baseline, reference, log)
+    finally:
+        axial.FAST_PATH = prev_fast
+
+
+def _run_bench(models, img_size, batch, modes, precisions, steps, warmup, dev, compile, memory, mem_steps,
+               num_classes, model_kwargs, baseline, reference, log) -> dict[str, Any]:
     baseline = baseline or models[0]
     report: dict[str, Any] = {"machine": _machine_info(dev), "config": {
         "models": list(models), "img_size": img_size, "batch": batch, "modes": list(modes),
         "precisions": list(precisions), "steps": steps, "warmup": warmup, "compile": compile,
         "num_classes": num_classes, "model_kwargs": model_kwargs or {}, "baseline": baseline,
+        "fast_path": not reference,
         "memory_method": ("torch.cuda.max_memory_allocated" if dev.type == "cuda" else
                           "fresh child process: ru_maxrss after steps - RSS before the first step"),
         "argv": sys.argv[1:]}, "load_avg_start": _loadavg(), "peak_flops": {}, "results": []}
@@ -283,7 +299,7 @@ def run_bench(models: Sequence[str] = DEFAULT_MODELS, img_size: int = 64, batch:
                 elif memory:
                     spec = {"model": name, "mode": mode, "precision": precision, "img_size": img_size, "batch": batch,
                             "num_classes": num_classes, "mem_steps": mem_steps, "threads": torch.get_num_threads(),
-                            "model_kwargs": model_kwargs or {}}
+                            "model_kwargs": model_kwargs or {}, "reference": reference}
                     row.update(_cpu_peak_memory(spec))
                 rows.append(row)
             base = next(r for r in rows if r["model"] == baseline) if baseline in models else rows[0]
@@ -345,6 +361,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra create_model keyword (JSON value), repeatable, e.g. --set window_size=8")
     p.add_argument("--num-classes", type=int, default=100)
+    p.add_argument("--reference-path", action="store_true",
+                   help="run the mixers' plain reference path instead of the fast path (before/after comparisons)")
     p.add_argument("--baseline", default=None, help="model the ratios refer to (default: the first)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     p.add_argument("--mem-steps", type=int, default=2, help="steps run by the CPU memory child process")
@@ -375,7 +393,7 @@ def run(args: argparse.Namespace) -> int:
     print(HEADER)
     report = run_bench(args.models, args.img_size, args.batch, args.mode, args.precision, args.steps, args.warmup,
                        args.device, args.compile, not args.no_memory, args.mem_steps, args.num_classes, kw,
-                       args.baseline, args.threads)
+                       args.baseline, args.threads, args.reference_path)
     print(format_table(report).splitlines()[-1])
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -7,7 +7,8 @@
 Run directory: config.yaml (the resolved recipe), metrics.jsonl, curves.png, eval.json + confusion.png (final
 evaluation), checkpoints/{last,best}.safetensors. See `swinrmt.train.loop` for what makes a resume exact.
 """
-from .loop import evaluate, train
+from .evaluation import evaluate
+from .loop import train
 from .recipe import Recipe, load_recipe, shipped_recipes
 
 __all__ = ["Recipe", "evaluate", "load_recipe", "shipped_recipes", "train"]

@@ -166,8 +166,8 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], saved: dict[s
     unexpected = sorted(set(state) - set(own))
     shapes = [k for k in own if k in state and own[k].shape != state[k].shape]
     if missing or unexpected or shapes:
-        detail = (f"{len(missing)} missing, {len(unexpected)} unexpected, {len(shapes)} shape-mismatched tensors"
-                  + (f", e.g. {(missing + unexpected + shapes)[0]}" if missing or unexpected or shapes else ""))
+        detail = (f"{len(missing)} missing, {len(unexpected)} unexpected, {len(shapes)} shape-mismatched tensors, "
+                  f"e.g. {(missing + unexpected + shapes)[0]}")
         raise ValueError(f"checkpoint {path} (model {describe_model(saved)}) does not fit model "
                          f"{describe_model(wanted)}: {detail}")
     model.load_state_dict(state, strict=True)

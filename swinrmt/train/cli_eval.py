@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..cli import CLIError
-    from .loop import evaluate
+    from .evaluation import evaluate
 
     try:
         r = evaluate(args.checkpoint, data=args.data, root=args.data_root, split=args.split, weights=args.weights,

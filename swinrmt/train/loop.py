@@ -1,4 +1,4 @@
-"""The training loop and the evaluation entry point.
+"""The training loop: `train(recipe, out_dir)` and the `Trainer` behind it.
 
 Resuming is exact because nothing random depends on history: augmentation is keyed on (seed, epoch, sample index)
 (`SeededSamples`), the sample order on (seed, epoch) (`ResumableSampler`), mixup on (seed, epoch, step, rank), and
@@ -7,11 +7,8 @@ only needs weights, optimizer moments, the schedule step, the loader position an
 """
 from __future__ import annotations
 
-import json
-import os
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,150 +21,19 @@ from tqdm import tqdm
 
 from ..data.sampling import mix_seed
 from . import distributed
-from .checkpoint import CKPT_DIR, check_same_model, load_checkpoint, load_weights, resolve_checkpoint, save_checkpoint
+from .builders import (DROPOUT_STREAM, MIXUP_STREAM, autocast, build_model, check_labels, load_split, make_loader,
+                       model_norm_stats, model_spec, warn, write_json)
+from .checkpoint import CKPT_DIR, check_same_model, load_checkpoint, load_weights, save_checkpoint
 from .ema import ModelEma
-from .metrics import EvalAccumulator, JsonlLogger, plot_confusion, plot_curves, read_jsonl, truncate_jsonl
+from .evaluation import run_evaluation
+from .metrics import JsonlLogger, plot_confusion, plot_curves, read_jsonl, truncate_jsonl
 from .optim import Scheduler, build_optimizer
 from .recipe import Recipe
 
-CONFIG, METRICS, CURVES, EVAL_JSON, CONFUSION_PNG = "config.yaml", "metrics.jsonl", "curves.png", "eval.json", "confusion.png"
+CONFIG, METRICS, CURVES = "config.yaml", "metrics.jsonl", "curves.png"
+EVAL_JSON, CONFUSION_PNG = "eval.json", "confusion.png"
 TRAINER_FILES = (CONFIG, METRICS, CURVES, EVAL_JSON, CONFUSION_PNG, f"{CKPT_DIR}/last.safetensors",
                  f"{CKPT_DIR}/best.safetensors")
-
-
-# Stream tags for `mix_seed(seed, TAG, ...)`: each random stream the trainer owns gets its own key space.
-DROPOUT_STREAM, MIXUP_STREAM, SUBSET_STREAM = 1, 2, 3
-
-
-def warn(msg: str) -> None:
-    print(f"warning: {msg}", file=sys.stderr, flush=True)
-
-
-# -- data --------------------------------------------------------------------------------------------------------
-
-class Limited(torch.utils.data.Dataset):
-    """A seeded random subset that keeps the dataset's class metadata (for smoke runs and quick tests)."""
-
-    def __init__(self, dataset: Any, limit: int, seed: int) -> None:
-        g = torch.Generator().manual_seed(mix_seed(seed, SUBSET_STREAM, len(dataset)))
-        self.indices = sorted(torch.randperm(len(dataset), generator=g)[:limit].tolist())
-        self.dataset = dataset
-        self.classes, self.num_classes = dataset.classes, dataset.num_classes
-        self.targets = [int(dataset.targets[i]) for i in self.indices]
-
-    @property
-    def num_skipped(self) -> int:
-        return getattr(self.dataset, "num_skipped", 0)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> Any:
-        return self.dataset[self.indices[i]]
-
-
-def load_split(name: str, split: str, *, root: str | None, on_corrupt: str, seed: int, limit: int | None,
-               img_size: int | None, num_classes: int | None, verify: bool, show_warnings: bool) -> Any:
-    """`build_dataset` + optional subset + up-front decode check + label-range check.
-
-    Decoding every image once before training turns a corrupt file into an error (or a counted skip) now, not in
-    epoch 37; a label beyond the head becomes a one-line error instead of a CUDA device assert.
-    """
-    from ..data import build_dataset
-
-    ds = build_dataset(name, split, root=root, on_corrupt=on_corrupt, seed=seed, img_size=img_size)
-    if limit is not None and limit < len(ds):
-        ds = Limited(ds, limit, seed)
-    if verify:
-        with warnings.catch_warnings():  # the count is reported once, below
-            warnings.simplefilter("ignore", RuntimeWarning)
-            if hasattr(ds, "verify"):
-                ds.verify()
-            else:
-                for i in range(len(ds)):
-                    ds[i]
-    if len(ds) == 0:
-        raise ValueError(f"dataset {name!r} split {split!r} has no readable images")
-    if show_warnings and getattr(ds, "num_skipped", 0):
-        warn(f"skipped {ds.num_skipped} corrupt or unreadable image(s) in {name} ({split}); "
-             "set data.on_corrupt=error to stop on them instead")
-    n = num_classes if num_classes is not None else ds.num_classes
-    targets = torch.as_tensor(list(ds.targets), dtype=torch.int64)
-    bad = targets[(targets < 0) | (targets >= n)]
-    if bad.numel():
-        raise ValueError(f"dataset {name!r} ({split}) has label {int(bad[0])} out of range for a {n}-class model "
-                         f"({bad.numel()} label(s) outside [0, {n - 1}])")
-    return ds
-
-
-def make_loader(ds: Any, *, img_size: int, train: bool, mean: Sequence[float], std: Sequence[float],
-                aug: dict | None, seed: int, batch_size: int, num_workers: int, dist_info: distributed.DistInfo,
-                ) -> tuple[Any, Any, Any]:
-    """(samples, sampler, loader): training shards a (seed, epoch) permutation; evaluation sees each sample once."""
-    from ..data import EvalShardSampler, ResumableSampler, SeededSamples, build_loader, build_transform
-
-    transform = build_transform(img_size, train, mean=mean, std=std, aug=aug)
-    samples = SeededSamples(ds, transform, seed)
-    if train:
-        sampler = ResumableSampler(len(ds), shuffle=True, seed=seed, rank=dist_info.rank,
-                                   world_size=dist_info.world_size, drop_last=True, batch_size=batch_size)
-    else:
-        sampler = EvalShardSampler(len(ds), dist_info.rank, dist_info.world_size)
-    loader = build_loader(samples, sampler, batch_size, num_workers=num_workers, drop_last=train,
-                          pin_memory=dist_info.device.type == "cuda")
-    return samples, sampler, loader
-
-
-def check_labels(y: torch.Tensor, num_classes: int) -> None:
-    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-        raise ValueError(f"label {int(y.max() if int(y.max()) >= num_classes else y.min())} out of range "
-                         f"for a {num_classes}-class model")
-
-
-# -- model -------------------------------------------------------------------------------------------------------
-
-def model_spec(recipe: Recipe) -> dict[str, Any]:
-    """What identifies an architecture (checked against checkpoints); needs a resolved recipe."""
-    return {"name": recipe.model.name, "num_classes": recipe.model.num_classes, "img_size": recipe.img_size,
-            "in_chans": 3, "overrides": dict(recipe.model.overrides)}
-
-
-def build_model(spec: dict[str, Any], drop_path_rate: float = 0.0, seed: int = 0) -> nn.Module:
-    """Seeded `create_model`, so every rank (and a restarted run) starts from the same initial weights."""
-    from .. import create_model
-
-    torch.manual_seed(seed)
-    return create_model(spec["name"], num_classes=spec["num_classes"], img_size=spec["img_size"],
-                        in_chans=spec["in_chans"], drop_path_rate=drop_path_rate, **spec["overrides"])
-
-
-def model_norm_stats(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    from ..registry import get_entry
-
-    cfg = get_entry(name).default_cfg
-    return tuple(cfg["mean"]), tuple(cfg["std"])
-
-
-def autocast(device: torch.device, precision: str) -> Any:
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-
-
-@torch.no_grad()
-def run_evaluation(model: nn.Module, loader: Any, num_classes: int, device: torch.device, precision: str,
-                   desc: str = "eval", progress: bool = False) -> EvalAccumulator:
-    """Sums over this rank's shard, then all_reduce: every sample counted exactly once across ranks."""
-    was_training = model.training
-    model.eval()
-    acc = EvalAccumulator(num_classes, device=device)
-    for x, y, _ in tqdm(loader, desc=desc, disable=not progress, leave=False, dynamic_ncols=True):
-        check_labels(y, num_classes)
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with autocast(device, precision):
-            logits = model(x)
-        acc.update(logits, y)
-    distributed.all_reduce_sum_(*acc.tensors())
-    model.train(was_training)
-    return acc
 
 
 # -- run directory -----------------------------------------------------------------------------------------------
@@ -209,6 +75,8 @@ class Trainer:
         self.run_dir, self.main, self.device = Path(run_dir), self.dist.is_main, self.dist.device
         self.progress = progress and self.main
         check_run_dir(self.run_dir, resume=resume, overwrite=overwrite)  # before any work; files come last
+        if recipe.cpu_threads and self.device.type == "cpu":
+            torch.set_num_threads(recipe.cpu_threads)  # train() restores the caller's setting
         self.recipe = self._setup_data(recipe)
         self._setup_model()
         # Position and running sums; a resume overwrites them.
@@ -462,7 +330,8 @@ class Trainer:
         rec["best_top1"] = self.best["top1"]
         if self.main:
             self.logger.log(rec)
-            msg = f"epoch {self.epoch + 1}/{r.epochs}: train loss {rec['train_loss']:.4f}, top-1 {rec['train_top1']:.1f}%"
+            msg = (f"epoch {self.epoch + 1}/{r.epochs}: train loss {rec['train_loss']:.4f}, "
+                   f"top-1 {rec['train_top1']:.1f}%")
             if "test_top1" in rec:
                 msg += f" | test top-1 {rec['test_top1']:.2f}%, top-5 {rec['test_top5']:.2f}%"
                 if "test_ema_top1" in rec:
@@ -477,7 +346,7 @@ class Trainer:
     def _write_final_eval(self) -> None:
         ev = {**self._final_eval, "checkpoint": str(self.run_dir / CKPT_DIR / "last.safetensors"),
               "data": self.recipe.data.name, "split": self.recipe.data.test_split}
-        _write_json(self.run_dir / EVAL_JSON, ev)
+        write_json(self.run_dir / EVAL_JSON, ev)
         plot_confusion(ev["confusion_matrix"], ev["class_names"], self.run_dir / CONFUSION_PNG)
 
 
@@ -490,10 +359,11 @@ def train(recipe: Recipe | None, out_dir: str | Path, *, resume: bool = False, o
         if not resume:
             raise ValueError("train(recipe=None) is only meaningful with resume=True")
         recipe = load_run_recipe(out_dir)
-    owns_group = not distributed_initialized()
+    owns_group, threads = not distributed.is_initialized(), torch.get_num_threads()
     try:
         return Trainer(recipe, out_dir, resume=resume, overwrite=overwrite, device=device, progress=progress).fit()
     finally:
+        torch.set_num_threads(threads)
         if owns_group:
             distributed.cleanup()
 
@@ -503,73 +373,3 @@ def load_run_recipe(run_dir: str | Path) -> Recipe:
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no {CONFIG})")
     return Recipe.from_dict(yaml.safe_load(path.read_text()) or {})
-
-
-def distributed_initialized() -> bool:
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
-
-
-# -- evaluation entry point --------------------------------------------------------------------------------------
-
-def evaluate(checkpoint: str | Path, *, data: str | None = None, root: str | None = None, split: str | None = None,
-             weights: str = "auto", which: str = "best", model: str | None = None, batch_size: int | None = None,
-             limit: int | None = None, on_corrupt: str | None = None, num_workers: int = 0, device: str = "auto",
-             out_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """Evaluate a checkpoint (file or run directory) on a dataset split (default: the run's own test split).
-
-    `weights`: "auto" (EMA when the checkpoint has it), "ema" or "model". Writes `<stem>.json` and a confusion
-    matrix PNG to `out_dir` (default: `<run>/eval/`) and returns the report.
-    """
-    if weights not in ("auto", "ema", "model"):
-        raise ValueError(f"weights must be auto, ema or model, got {weights!r}")
-    owns_group = not distributed_initialized()
-    dist_info = distributed.setup(device)
-    try:
-        path = resolve_checkpoint(checkpoint, which)
-        ckpt = load_checkpoint(path)
-        spec, recipe = ckpt.meta["model"], Recipe.from_dict(ckpt.meta["recipe"])
-        if model is not None:
-            check_same_model(spec, {**spec, "name": model}, path)
-        use_ema = weights == "ema" or (weights == "auto" and ckpt.has("ema"))
-        if use_ema and not ckpt.has("ema"):
-            raise ValueError(f"checkpoint {path} has no EMA weights (train with ema.enabled=true, or use --weights model)")
-        net = build_model(spec, 0.0, recipe.seed)
-        load_weights(net, ckpt.tensors("ema" if use_ema else "model"), spec, spec, path)
-        net.to(dist_info.device)
-
-        d = recipe.data
-        name = data or d.name
-        split = split or d.test_split
-        ds = load_split(name, split, root=root if data else (root or d.root), on_corrupt=on_corrupt or d.on_corrupt,
-                        seed=d.split_seed, limit=limit if (limit or data) else d.limit_test, img_size=spec["img_size"],
-                        num_classes=spec["num_classes"], verify=d.verify, show_warnings=dist_info.is_main)
-        mean, std = model_norm_stats(spec["name"])
-        _, _, loader = make_loader(ds, img_size=spec["img_size"], train=False, mean=mean, std=std, aug=d.aug,
-                                   seed=recipe.seed, batch_size=batch_size or d.eval_batch_size or 2 * recipe.batch_size,
-                                   num_workers=num_workers, dist_info=dist_info)
-        acc = run_evaluation(net, loader, spec["num_classes"], dist_info.device, recipe.precision,
-                             desc="eval", progress=progress and dist_info.is_main)
-        classes = [str(c) for c in ds.classes][: spec["num_classes"]]
-        classes += [str(i) for i in range(len(classes), spec["num_classes"])]
-        report = {**acc.summary(classes), "checkpoint": str(path), "model": spec["name"],
-                  "weights": "ema" if use_ema else "model", "data": name, "split": split,
-                  "world_size": dist_info.world_size}
-        if dist_info.is_main:
-            if out_dir is None:
-                out_dir = (path.parent.parent if path.parent.name == CKPT_DIR else path.parent) / "eval"
-            out_dir = Path(out_dir)
-            out_dir.mkdir(parents=True, exist_ok=True)
-            stem = f"{path.stem}-{report['weights']}-{Path(name.rstrip('/')).name.split('.')[0]}-{split}"
-            _write_json(out_dir / f"{stem}.json", report)
-            plot_confusion(report["confusion_matrix"], classes, out_dir / f"{stem}-confusion.png")
-            report["json_path"] = str(out_dir / f"{stem}.json")
-        return report
-    finally:
-        if owns_group:
-            distributed.cleanup()

@@ -152,6 +152,7 @@ class Recipe:
     log_every_steps: int = 10
     ckpt_every_steps: int = 0  # 0: checkpoint at epoch ends only
     eval_every_epochs: int = 1  # the last epoch is always evaluated
+    cpu_threads: int | None = None  # torch intra-op threads when training on CPU; None: torch's default
 
     def check(self, at: str) -> None:
         _require(self.img_size is None or self.img_size >= 8, at, "img_size", self.img_size, ">= 8")
@@ -161,6 +162,7 @@ class Recipe:
         _require(self.log_every_steps >= 1, at, "log_every_steps", self.log_every_steps, ">= 1")
         _require(self.ckpt_every_steps >= 0, at, "ckpt_every_steps", self.ckpt_every_steps, ">= 0")
         _require(self.eval_every_epochs >= 1, at, "eval_every_epochs", self.eval_every_epochs, ">= 1")
+        _require(self.cpu_threads is None or self.cpu_threads >= 1, at, "cpu_threads", self.cpu_threads, ">= 1")
 
     # -- conversions -------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

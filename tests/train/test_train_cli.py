@@ -9,7 +9,7 @@ import yaml
 from PIL import Image
 
 from swinrmt.train.checkpoint import load_checkpoint
-from swinrmt.train.loop import train
+from swinrmt.train import train
 from swinrmt.train.metrics import read_jsonl
 from swinrmt.train.recipe import load_recipe
 from train_tiny_model import TINY, tiny_overrides

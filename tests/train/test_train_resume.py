@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from swinrmt.train.checkpoint import load_checkpoint
-from swinrmt.train.loop import train
+from swinrmt.train import train
 from swinrmt.train.metrics import read_jsonl
 from swinrmt.train.recipe import load_recipe
 from train_tiny_model import tiny_overrides

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from swinrmt.train.loop import train
+from swinrmt.train import train
 from swinrmt.train.recipe import load_recipe
 from train_tiny_model import tiny_overrides
 

@@ -1,0 +1,134 @@
+"""The fast path (fused SDPA on strided views, block-diagonal window masks) must equal the plain reference path.
+
+`swinrmt.layers.mixers.axial.reference_path()` switches every axial mixer to the reference implementation
+(`axial_window_attention`: per-window layouts, explicit softmax); the same weights and input must give the same output
+and the same gradients, for every option that changes the tables or the layout.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from swinrmt.layers.mixers import MaSA2d, MaSADecomposed, RetentionMixer, SwatMixer, axial
+
+
+def _run(m, x, fast: bool):
+    prev = axial.FAST_PATH
+    axial.FAST_PATH = fast
+    try:
+        x = x.detach().clone().requires_grad_()
+        m.zero_grad(set_to_none=True)
+        y = m(x)
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        grads = {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}
+        return y.detach(), x.grad, grads
+    finally:
+        axial.FAST_PATH = prev
+
+
+CASES = [
+    ("ret_shift_pad_nonsquare", RetentionMixer, dict(window_size=4, shift=True), (2, 9, 13)),
+    ("ret_noshift_exact", RetentionMixer, dict(window_size=4, shift=False), (2, 8, 8)),
+    ("ret_window3_shift", RetentionMixer, dict(window_size=3, shift=True), (1, 7, 11)),
+    ("ret_rotary_window", RetentionMixer, dict(window_size=4, shift=True, rotary="window"), (2, 10, 6)),
+    ("ret_learnable_decay", RetentionMixer, dict(window_size=4, shift=True, learnable_decay=True), (2, 9, 9)),
+    ("ret_headwise_nogate_nolce", RetentionMixer, dict(window_size=5, shift=True, gate="headwise", lce=False),
+     (1, 12, 7)),
+    ("ret_global_adaptive", RetentionMixer, dict(window_size=16, shift=True), (2, 5, 6)),
+    ("masa_decomposed_flat_rotary", MaSADecomposed, dict(), (2, 6, 9)),
+    ("masa_decomposed_learnable", MaSADecomposed, dict(learnable_decay=True, rotary="none"), (1, 7, 5)),
+    ("swat_shift_pad", SwatMixer, dict(window_size=4, shift=True), (2, 9, 13)),
+    ("swat_rowsum_rotary", SwatMixer, dict(window_size=4, shift=True, norm="rowsum", rotary="window"), (1, 8, 10)),
+]
+
+
+@pytest.mark.parametrize("name,cls,kw,shape", CASES, ids=[c[0] for c in CASES])
+def test_fast_equals_reference_fp32(name, cls, kw, shape):
+    torch.manual_seed(0)
+    m = cls(32, 4, **kw)
+    x = torch.randn(*shape, 32)
+    y_ref, gx_ref, g_ref = _run(m, x, fast=False)
+    y_fast, gx_fast, g_fast = _run(m, x, fast=True)
+    torch.testing.assert_close(y_fast, y_ref, atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(gx_fast, gx_ref, atol=2e-5, rtol=1e-4)
+    assert g_fast.keys() == g_ref.keys()
+    for n in g_ref:
+        torch.testing.assert_close(g_fast[n], g_ref[n], atol=5e-5, rtol=1e-4, msg=lambda s, n=n: f"{n}: {s}")
+
+
+@pytest.mark.parametrize("cls,kw", [(RetentionMixer, dict(window_size=4, shift=True)), (MaSADecomposed, {})],
+                         ids=["retention", "masa"])
+def test_fast_equals_reference_bf16_autocast(cls, kw):
+    torch.manual_seed(0)
+    m = cls(32, 4, **kw)
+    x = torch.randn(2, 9, 11, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y_ref = _run(m, x, fast=False)[0]
+        y_fast = _run(m, x, fast=True)[0]
+    assert torch.isfinite(y_fast.float()).all()
+    torch.testing.assert_close(y_fast.float(), y_ref.float(), atol=3e-2, rtol=3e-2)
+
+
+def test_fast_path_takes_the_fused_kernel_and_few_copies():
+    """The point of the fast path: the fused CPU kernel, no per-window copies (counted, not timed)."""
+    from torch.profiler import profile
+
+    torch.manual_seed(0)
+    m = RetentionMixer(32, 4, window_size=4, shift=True)
+    x = torch.randn(2, 8, 8, 32, requires_grad=True)
+
+    def ops(fast):
+        prev = axial.FAST_PATH
+        axial.FAST_PATH = fast
+        try:
+            with profile() as p:
+                m(x).sum().backward()
+        finally:
+            axial.FAST_PATH = prev
+        return {e.key: e.count for e in p.key_averages()}
+
+    fast, ref = ops(True), ops(False)
+    assert fast.get("aten::_scaled_dot_product_flash_attention_for_cpu", 0) == 2
+    assert fast.get("aten::copy_", 0) < ref.get("aten::copy_", 0)
+
+
+def test_masa2d_uses_fused_kernel():
+    from torch.profiler import profile
+
+    m = MaSA2d(32, 4)
+    with profile() as p:
+        m(torch.randn(1, 4, 4, 32))
+    assert "aten::_scaled_dot_product_flash_attention_for_cpu" in {e.key for e in p.key_averages()}
+
+
+def test_block_diagonal():
+    t = torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).view(2, 3, 2, 2)
+    full = axial.block_diagonal(t, -1.0)
+    assert full.shape == (2, 6, 6)
+    for w in range(3):
+        torch.testing.assert_close(full[:, 2 * w:2 * w + 2, 2 * w:2 * w + 2], t[:, w])
+    off = full.clone()
+    for w in range(3):
+        off[:, 2 * w:2 * w + 2, 2 * w:2 * w + 2] = -1.0
+    assert (off == -1.0).all()
+
+
+def test_reference_path_context_restores_flag():
+    assert axial.FAST_PATH is True
+    with axial.reference_path():
+        assert axial.FAST_PATH is False
+    assert axial.FAST_PATH is True
+
+
+def test_whole_model_fast_equals_reference():
+    import swinrmt
+
+    torch.manual_seed(0)
+    for name in ("rmt_nano", "gated_swinrmt_retention_nano"):
+        m = swinrmt.create_model(name, num_classes=10, img_size=32).eval()
+        x = torch.randn(2, 3, 40, 36)
+        with torch.no_grad():
+            y_fast = m(x)
+            with axial.reference_path():
+                y_ref = m(x)
+        torch.testing.assert_close(y_fast, y_ref, atol=1e-4, rtol=1e-4)
