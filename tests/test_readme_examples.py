@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-SECTIONS = ["Feature extraction", "Save and load (Hugging Face layout)", "Export", "timm", "Visualisation"]
+SECTIONS = ["Models", "Feature extraction", "Save and load (Hugging Face layout)", "Export", "timm", "Visualisation"]
 
 
 def python_blocks(section: str) -> list[str]:
