@@ -150,24 +150,6 @@ def _capture_input(model: nn.Module, module: nn.Module, image: torch.Tensor, ind
     return seen[index]
 
 
-def _pass_weights(q, k, t, kind: str, sigmoid_norm: str) -> torch.Tensor:
-    """The weights `attend` applies to V (same tables, same rotary, same nonlinearity)."""
-    if t.rotary is not None:
-        sin, cos = t.rotary
-        q, k = apply_rotary(q, sin, cos), apply_rotary(k, sin, cos)
-    s = q @ k.transpose(-1, -2) + t.add
-    if kind == "softmax":
-        return torch.softmax(s, dim=-1)
-    a = torch.sigmoid(s)
-    if t.mul is not None:
-        a = a * t.mul
-    if sigmoid_norm == "rowsum":
-        a = a / (a.sum(-1, keepdim=True) + 1e-6)
-    elif sigmoid_norm == "n":
-        a = a / a.shape[-1]
-    return a
-
-
 def _block_dense(a: torch.Tensor) -> torch.Tensor:
     """(..., nwin, M, M) windowed weights -> (..., nwin*M, nwin*M) block-diagonal."""
     *lead, nw, m, _ = a.shape
@@ -196,13 +178,13 @@ def axial_pass_weights(mixer: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor,
             q, k = apply_rotary(q, sin, cos), apply_rotary(k, sin, cos)
         gh, gw = mixer.geometry(h, w)
         q, k = roll_and_pad(q, gh, gw), roll_and_pad(k, gh, gw)
-        from .layers.mixers.axial import height_layout, width_layout
+        from .layers.mixers.axial import height_layout, pass_weights, width_layout
 
         tw = mixer.pass_tables(gw, "w", q.dtype, q.device)
         th = mixer.pass_tables(gh, "h", q.dtype, q.device)
         norm = getattr(mixer, "sigmoid_norm", "none")
-        aw = _pass_weights(width_layout(q, gw), width_layout(k, gw), tw, mixer.kind, norm)  # (B,h,Hp,nW,Mw,Mw)
-        ah = _pass_weights(height_layout(q, gh), height_layout(k, gh), th, mixer.kind, norm)  # (B,h,nH,Wp,Mh,Mh)
+        aw = pass_weights(width_layout(q, gw), width_layout(k, gw), tw, mixer.kind, norm)  # (B,h,Hp,nW,Mw,Mw)
+        ah = pass_weights(height_layout(q, gh), height_layout(k, gh), th, mixer.kind, norm)  # (B,h,nH,Wp,Mh,Mh)
     aw = _block_dense(aw)  # (B, heads, Hp, Wp, Wp)
     ah = _block_dense(ah.permute(0, 1, 3, 2, 4, 5))  # (B, heads, Wp, Hp, Hp)
     ih, iw = _unroll_index(gh), _unroll_index(gw)

@@ -67,24 +67,34 @@ def height_to_tokens(y: torch.Tensor) -> torch.Tensor:
     return y.permute(0, 2, 4, 3, 1, 5).reshape(b, nh * mh, wp, heads * d)
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, t: PassTables, kind: str,
-           sigmoid_norm: str = "none", use_sdpa: bool = True) -> torch.Tensor:
-    """One 1-D attention pass over the last-but-one axis. q is already scaled by d^-1/2."""
+def pass_weights(q: torch.Tensor, k: torch.Tensor, t: PassTables, kind: str,
+                 sigmoid_norm: str = "none") -> torch.Tensor:
+    """The weights one pass applies to V (plain tensor code; also what `swinrmt viz` draws). q is pre-scaled."""
     if t.rotary is not None:
         sin, cos = t.rotary
         q, k = apply_rotary(q, sin, cos), apply_rotary(k, sin, cos)
+    s = q @ k.transpose(-1, -2) + t.add
     if kind == "softmax":
-        if use_sdpa:
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=t.add.to(q.dtype), scale=1.0)
-        return torch.softmax(q @ k.transpose(-1, -2) + t.add, dim=-1).to(v.dtype) @ v
-    a = torch.sigmoid(q @ k.transpose(-1, -2) + t.add)
+        return torch.softmax(s, dim=-1)
+    a = torch.sigmoid(s)
     if t.mul is not None:
         a = a * t.mul
     if sigmoid_norm == "rowsum":
         a = a / (a.sum(-1, keepdim=True) + 1e-6)
     elif sigmoid_norm == "n":
         a = a / a.shape[-1]
-    return a.to(v.dtype) @ v
+    return a
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, t: PassTables, kind: str,
+           sigmoid_norm: str = "none", use_sdpa: bool = True) -> torch.Tensor:
+    """One 1-D attention pass over the last-but-one axis. q is already scaled by d^-1/2."""
+    if kind == "softmax" and use_sdpa:
+        if t.rotary is not None:
+            sin, cos = t.rotary
+            q, k = apply_rotary(q, sin, cos), apply_rotary(k, sin, cos)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=t.add.to(q.dtype), scale=1.0)
+    return pass_weights(q, k, t, kind, sigmoid_norm).to(v.dtype) @ v
 
 
 def axial_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gh: AxisGeometry, gw: AxisGeometry,
