@@ -37,7 +37,7 @@ def test_forward_backward_all_params_get_grad(name):
         assert not missing, f"{name} {shape}: no/invalid grad for {missing[:5]}"
 
 
-@pytest.mark.parametrize("name", SMALL)
+@pytest.mark.parametrize("name", ALL_PARAMS)
 def test_bf16_autocast_is_finite(name):
     model = swinrmt.create_model(name, num_classes=5, img_size=64)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -47,7 +47,7 @@ def test_bf16_autocast_is_finite(name):
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
-@pytest.mark.parametrize("name", SMALL)
+@pytest.mark.parametrize("name", ALL_PARAMS)
 def test_forward_is_deterministic(name):
     model = swinrmt.create_model(name, num_classes=5, img_size=64).eval()
     x = torch.randn(2, 3, 64, 64)
