@@ -125,12 +125,15 @@ class reference_path:
 
 
 def block_diagonal(t: torch.Tensor, fill: float) -> torch.Tensor:
-    """(heads, nwin, M, M) per-window tables -> (heads, nwin*M, nwin*M), `fill` between windows (differentiable)."""
+    """(heads, nwin, M, M) per-window tables -> (heads, nwin*M, nwin*M), `fill` between windows (differentiable).
+
+    Written with a broadcast `where` rather than advanced-index assignment, so tracers (ONNX) can export it.
+    """
     heads, nw, m, _ = t.shape
-    out = t.new_full((heads, nw, m, nw, m), fill)
     idx = torch.arange(nw, device=t.device)
-    out[:, idx, :, idx, :] = t.transpose(0, 1)
-    return out.view(heads, nw * m, nw * m)
+    same = (idx[:, None] == idx[None, :])[None, :, None, :, None]  # (1, nw, 1, nw, 1)
+    tiled = t.unsqueeze(3).expand(heads, nw, m, nw, m)  # row window i, column window j -> table of window i
+    return torch.where(same, tiled, torch.full((), fill, dtype=t.dtype, device=t.device)).reshape(heads, nw * m, nw * m)
 
 
 def _axis_bias(t: PassTables, geo: AxisGeometry, axis: str, reps: int, key) -> torch.Tensor:
