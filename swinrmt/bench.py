@@ -35,9 +35,9 @@ from contextlib import nullcontext
 from typing import Any, Sequence
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
+from .atomic import write_json
 from .flops import TRAIN_FLOPS_FACTOR, count_forward_flops
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -410,9 +410,7 @@ def run(args: argparse.Namespace) -> int:
                        args.baseline, args.threads, args.reference_path)
     print(format_table(report).splitlines()[-1])
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(report, f, indent=1)
+        write_json(args.out, report)
         print(f"wrote {args.out}")
     return 0
 

@@ -16,7 +16,6 @@ import io
 import itertools
 import json
 import math
-import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
+
+from .atomic import save_figure, write_text
 
 PLAN = "compare.json"
 RESULT = "result.json"
@@ -92,15 +93,6 @@ def plan_runs(models: Sequence[str], seeds: Sequence[int], grid: Sequence[dict[s
     return [RunSpec(m, dict(g), s) for s in seeds for m in models for g in grid]
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _check_plan(out: Path, recipe_dict: dict[str, Any]) -> None:
     """A report directory belongs to one protocol: refuse to mix runs of a different recipe into it."""
     path = out / PLAN
@@ -142,7 +134,7 @@ def compare(models: Sequence[str], recipe: str, out: str | Path, *, seeds: Seque
     protocol = {**base.to_dict(), "seed": None, "model": {**base.to_dict()["model"], "name": None, "overrides": None}}
     out.mkdir(parents=True, exist_ok=True)
     _check_plan(out, protocol)
-    _atomic_write(out / PLAN, json.dumps({"recipe": protocol, "recipe_name": recipe}, indent=1))
+    write_text(out / PLAN, json.dumps({"recipe": protocol, "recipe_name": recipe}, indent=1))
 
     specs = plan_runs(models, seeds, grid)
     for i, spec in enumerate(specs, 1):
@@ -161,7 +153,7 @@ def compare(models: Sequence[str], recipe: str, out: str | Path, *, seeds: Seque
         result = {"label": spec.label, "model": spec.model, "overrides": spec.overrides, "seed": spec.seed,
                   "test_top1": res["test_top1"], "best_top1": res.get("best_top1"),
                   "wall_s": res.get("wall_s", time.perf_counter() - t0), **size}
-        _atomic_write(run_dir / RESULT, json.dumps(result, indent=1))
+        write_text(run_dir / RESULT, json.dumps(result, indent=1))
     return write_report(out, baseline=baseline or run_label(models[0], dict(grid[0])))
 
 
@@ -241,7 +233,7 @@ def write_report(out: str | Path, baseline: str | None = None, confidence: float
                         "diff_vs_baseline": diff})
     _write_raw(out, rows)
     _plot(out, labels, by, summary)
-    _atomic_write(out / "report.md", _markdown(out, summary, baseline, confidence))
+    write_text(out / "report.md", _markdown(out, summary, baseline, confidence))
     return {"baseline": baseline, "summary": summary}
 
 
@@ -252,8 +244,8 @@ def _write_raw(out: Path, rows: list[dict[str, Any]]) -> None:
     w.writeheader()
     for r in rows:
         w.writerow({**r, "overrides": json.dumps(r.get("overrides", {}))})
-    _atomic_write(out / "runs.csv", buf.getvalue())
-    _atomic_write(out / "runs.json", json.dumps(rows, indent=1))
+    write_text(out / "runs.csv", buf.getvalue())
+    write_text(out / "runs.json", json.dumps(rows, indent=1))
 
 
 def _fmt_diff(d: dict[str, float] | None) -> str:
@@ -300,7 +292,7 @@ def _plot(out: Path, labels: list[str], by: dict, summary: list[dict[str, Any]])
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    _save_fig(fig, out / "curves.png")
+    save_figure(fig, out / "curves.png")
     fig, ax = plt.subplots(figsize=(max(4, 1.3 * len(summary)), 4.5))
     ax.bar(range(len(summary)), [s["top1_mean"] for s in summary], yerr=[s["top1_std"] for s in summary], capsize=4)
     ax.set_xticks(range(len(summary)), [s["label"] for s in summary], rotation=20, ha="right", fontsize=7)
@@ -308,14 +300,8 @@ def _plot(out: Path, labels: list[str], by: dict, summary: list[dict[str, Any]])
     lo = min(s["top1_mean"] - s["top1_std"] for s in summary)
     ax.set_ylim(max(0, lo - 5), None)
     fig.tight_layout()
-    _save_fig(fig, out / "final.png")
+    save_figure(fig, out / "final.png")
     plt.close("all")
-
-
-def _save_fig(fig, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
 
 
 # -- CLI --------------------------------------------------------------------------------------------------------------

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
+
+from .atomic import atomic_write
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -126,17 +127,6 @@ def validate_config(cfg: Any, where: str) -> dict[str, Any]:
 
 
 # -- writing -----------------------------------------------------------------------------------------------------
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def state_dict_for_safetensors(model: nn.Module) -> dict[str, torch.Tensor]:
     """Detached, contiguous CPU tensors; shared storage (tied weights) cloned, which safetensors requires."""
     out, seen = {}, set()
@@ -177,9 +167,9 @@ def save_pretrained(model: nn.Module, save_directory: str | os.PathLike, *, over
         cfg["metadata"] = {k: _jsonable(v, k) for k, v in metadata.items()}
     out.mkdir(parents=True, exist_ok=True)
     tensors = state_dict_for_safetensors(model)
-    _atomic_write(out / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
-    _atomic_write(out / CARD_NAME, lambda tmp: Path(tmp).write_text(_model_card(cfg, metadata)))
-    _atomic_write(out / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(cfg, indent=2) + "\n"))
+    atomic_write(out / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    atomic_write(out / CARD_NAME, lambda tmp: Path(tmp).write_text(_model_card(cfg, metadata)))
+    atomic_write(out / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(cfg, indent=2) + "\n"))
     return out
 
 

@@ -19,8 +19,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
+from .atomic import save_figure
 from .layers.decay import balanced_alibi_slopes, decay_rates
 from .layers.rotary import apply_rotary, rotary_tables
 from .layers.windows import axis_geometry, roll_and_pad
@@ -422,8 +422,7 @@ def load_image(path: str | None, size: Sequence[int], mean: Sequence[float], std
 
 def _save(fig, path: str | Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     _plt().close(fig)
     return path
 

@@ -6,7 +6,6 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import swinrmt
-from swinrmt import hub
 from swinrmt.cli import main
 
 SMALL = dict(img_size=64, depths=(1, 1, 1, 1))

@@ -1,11 +1,8 @@
 """Building blocks shared by training and evaluation: datasets and loaders, models, small utilities."""
 from __future__ import annotations
 
-import json
-import os
 import sys
 import warnings
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -131,8 +128,3 @@ def model_norm_stats(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
 def autocast(device: torch.device, precision: str) -> Any:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
-
-def write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)

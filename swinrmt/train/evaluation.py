@@ -8,8 +8,9 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
+from ..atomic import write_json
 from . import distributed
-from .builders import autocast, build_model, check_labels, load_split, make_loader, model_norm_stats, write_json
+from .builders import autocast, build_model, check_labels, load_split, make_loader, model_norm_stats
 from .checkpoint import CKPT_DIR, check_same_model, load_checkpoint, load_weights, resolve_checkpoint
 from .metrics import EvalAccumulator, plot_confusion
 from .recipe import Recipe

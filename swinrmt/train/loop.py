@@ -20,9 +20,10 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..data.sampling import mix_seed
+from ..atomic import write_json, write_text
 from . import distributed
 from .builders import (DROPOUT_STREAM, MIXUP_STREAM, autocast, build_model, check_labels, load_split, make_loader,
-                       model_norm_stats, model_spec, warn, write_json)
+                       model_norm_stats, model_spec, warn)
 from .checkpoint import CKPT_DIR, check_same_model, load_checkpoint, load_weights, save_checkpoint
 from .ema import ModelEma
 from .evaluation import run_evaluation
@@ -97,7 +98,7 @@ class Trainer:
             self.train_module = torch.compile(self.train_module)
         init_run_dir(self.run_dir, fresh=not resume, is_main=self.main)
         if self.main:
-            (self.run_dir / CONFIG).write_text(r.to_yaml())
+            write_text(self.run_dir / CONFIG, r.to_yaml())
             self.logger = JsonlLogger(self.run_dir / METRICS)
 
     def _setup_data(self, r: Recipe) -> Recipe:

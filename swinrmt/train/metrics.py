@@ -13,6 +13,8 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..atomic import save_figure
+
 ECE_BINS = 15
 
 
@@ -165,7 +167,7 @@ def plot_curves(records: list[dict[str, Any]], path: str | Path) -> None:
     ax2.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
     ax2.legend(loc="lower right")
     fig.tight_layout()
-    _save_fig(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -189,12 +191,5 @@ def plot_confusion(confusion: Sequence[Sequence[int]], class_names: Sequence[str
     ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (row-normalised)")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    _save_fig(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
-
-
-def _save_fig(fig: Any, path: str | Path) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=110, format="png")
-    os.replace(tmp, path)

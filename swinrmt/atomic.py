@@ -1,0 +1,49 @@
+"""Atomic file writes: a reader (or a crash) sees the old file or the new one, never half of each.
+
+Every checkpoint, report, JSON and figure swinrmt writes goes through here: write a temp file in the same directory,
+fsync it, rename it over the target, fsync the directory so the rename itself survives a power cut.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+
+def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
+    """Call `write(tmp_path)`, then atomically move the result to `path` (temp file removed on failure)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:  # some filesystems cannot open directories; the rename is still atomic
+        return
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_json(path: str | Path, obj: Any, indent: int = 1) -> None:
+    write_text(path, json.dumps(obj, indent=indent) + "\n")
+
+
+def save_figure(fig: Any, path: str | Path, dpi: int = 110) -> None:
+    """matplotlib figure -> PNG, atomically."""
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
