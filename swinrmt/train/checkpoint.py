@@ -8,8 +8,6 @@ either the old one or the new one, never half of each: write to a temp file in t
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,8 @@ import torch
 import torch.nn as nn
 from safetensors import safe_open
 from safetensors.torch import save_file
+
+from ..atomic import atomic_write
 
 FORMAT = "swinrmt-checkpoint/1"
 CKPT_DIR = "checkpoints"
@@ -59,22 +59,7 @@ def save_checkpoint(path: str | Path, *, model: dict[str, torch.Tensor], meta: d
             v = v.clone()
         seen.add(v.data_ptr())
         body[k] = v
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(body, tmp, metadata={"format": FORMAT, "meta": json.dumps(meta)})
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
+    atomic_write(path, lambda tmp: save_file(body, tmp, metadata={"format": FORMAT, "meta": json.dumps(meta)}))
 
 
 @dataclass
