@@ -383,25 +383,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="write the JSON report here")
 
 
-def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        try:
-            out[k] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k] = v
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
-    from .registry import get_entry
+    from .registry import get_entry, parse_model_options
 
     for name in args.models:
         get_entry(name)  # unknown names fail fast, with suggestions
-    kw = _parse_sets(args.set)
+    kw = parse_model_options(args.set)
     if args.stem_stride is not None:
         kw["stem_stride"] = args.stem_stride
     print(HEADER)

@@ -184,21 +184,6 @@ def export(fmt: str, out: str | Path, *, model: nn.Module, input_size: Sequence[
     return export_torch(model, out, input_size, check)
 
 
-def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    import json
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set expects key=value, got {item!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--model", help="registered model name (random weights; see `swinrmt models`)")
@@ -219,6 +204,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .registry import parse_model_options
+
     if args.format not in FORMATS:
         raise ValueError(f"unknown format {args.format!r}; accepted: {', '.join(FORMATS)}")
     if args.model is None and args.checkpoint is None:
@@ -236,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {out} (hub layout, from trainer checkpoint {args.checkpoint}, weights={args.weights})")
         return 0
     model = load_model(args.model, args.checkpoint, num_classes=args.num_classes, img_size=args.img_size,
-                       weights=args.weights, which=args.which, overrides=_parse_overrides(args.set))
+                       weights=args.weights, which=args.which, overrides=parse_model_options(args.set))
     name = getattr(model, "model_name", "model")
     out = args.out or f"{name}{SUFFIX[args.format]}" + ("-hub" if args.format == "hub" else "")
     report = export(args.format, out, model=model, input_size=args.input_size, opset=args.opset,

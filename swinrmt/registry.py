@@ -70,6 +70,20 @@ def get_entry(name: str) -> ModelEntry:
     return _REGISTRY[name]
 
 
+def parse_model_options(items: Sequence[str]) -> dict[str, Any]:
+    """CLI `--set option=value` pairs -> create_model keywords; values parse as YAML (`4`, `true`, `null`, `[1, 2]`),
+    the same rule recipe overrides follow."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects option=value, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+    return out
+
+
 def create_model(
     name: str,
     pretrained: bool = False,
