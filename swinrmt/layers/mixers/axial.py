@@ -20,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .._cache import cached
+from ..attention import biased_attention
 from ..conv import DWConv
 from ..decay import decay_rates, log_decay_1d
 from ..rotary import apply_rotary, rotary_tables
@@ -93,7 +94,7 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, t: PassTables, kin
         if t.rotary is not None:
             sin, cos = t.rotary
             q, k = apply_rotary(q, sin, cos), apply_rotary(k, sin, cos)
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=t.add.to(q.dtype), scale=1.0)
+        return biased_attention(q, k, v, t.add, scale=1.0)
     return pass_weights(q, k, t, kind, sigmoid_norm).to(v.dtype) @ v
 
 
@@ -178,16 +179,14 @@ def fast_axial_softmax(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gh: Ax
     if tw.rotary is not None:
         sin, cos = _axis_rotary(tw, gw)
         qw, kw_ = apply_rotary(qw, sin, cos), apply_rotary(kw_, sin, cos)
-    mw = _axis_bias(tw, gw, "w", 1, key).to(q.dtype)
-    yw = F.scaled_dot_product_attention(qw, kw_, vw, attn_mask=mw, scale=1.0)
+    yw = biased_attention(qw, kw_, vw, _axis_bias(tw, gw, "w", 1, key), scale=1.0)
     yw = yw.transpose(1, 2).reshape(b, hp, wp * heads, d)  # a view when the kernel returns token order
     # height pass, V = the width pass output
     qh, kh = (t.view(b, hp, wp * heads, d).transpose(1, 2) for t in (q, k))
     if th.rotary is not None:
         sin, cos = _axis_rotary(th, gh)
         qh, kh = apply_rotary(qh, sin, cos), apply_rotary(kh, sin, cos)
-    mh = _axis_bias(th, gh, "h", wp, key).to(q.dtype)
-    yh = F.scaled_dot_product_attention(qh, kh, yw.transpose(1, 2), attn_mask=mh, scale=1.0)
+    yh = biased_attention(qh, kh, yw.transpose(1, 2), _axis_bias(th, gh, "h", wp, key), scale=1.0)
     return yh.transpose(1, 2).reshape(b, hp, wp, heads * d)
 
 

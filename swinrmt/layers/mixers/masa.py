@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
+from ..attention import biased_attention
 from ..conv import DWConv
 from ..decay import cached_log_decay_2d
 from ..rotary import apply_rotary, rotary_tables
@@ -54,7 +54,7 @@ class MaSA2d(nn.Module):
             q, k = apply_rotary(q, sin, cos), apply_rotary(k, sin, cos)
         bias = cached_log_decay_2d(h, w, heads, self.decay_a, self.decay_b, q.dtype, q.device)
         # a 4-D mask: with a 3-D one, CPU SDPA falls back to the unfused math path (and its safe-softmax checks)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.unsqueeze(0))
+        y = biased_attention(q, k, v, bias.unsqueeze(0))
         y = y.transpose(1, 2).reshape(b, h, w, c)
         if lce is not None:
             y = y + lce

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
+from ..attention import biased_attention
 from .._cache import cached
 from ..windows import (axis_geometry, crop_and_unroll, roll_and_pad, window_allowed_2d, window_partition,
                        window_reverse)
@@ -51,7 +51,7 @@ class WindowMSA(nn.Module):
         rel = self.relative_position_bias_table[idx.reshape(-1)].view(n, n, self.num_heads).permute(2, 0, 1)
         mask = cached(("swin_mask", gh, gw, x.dtype, x.device),
                       lambda: torch.where(window_allowed_2d(gh, gw), 0.0, NEG).to(x.device, x.dtype)[:, None])
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=(rel.to(q.dtype) + mask))
+        y = biased_attention(q, k, v, rel.to(q.dtype) + mask)
         y = y.transpose(2, 3).reshape(b, -1, n, c)
         y = self.proj(y)
         return crop_and_unroll(window_reverse(y, gh, gw), gh, gw)
