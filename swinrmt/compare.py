@@ -67,6 +67,38 @@ def parse_grid(items: Sequence[str]) -> list[dict[str, Any]]:
     return [dict(combo) for combo in itertools.product(*axes)] if axes else [{}]
 
 
+def parse_model_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """`"rmt_nano[mlp_ratios=3.5,embed_dims=[40,80,160,320]]"` -> ("rmt_nano", {...}): the inverse of `run_label`.
+
+    Lets one comparison hold variants of a model (a parameter-matched baseline, one-factor-at-a-time ablations)
+    beside the registered defaults. Values parse as YAML; commas inside brackets belong to the value.
+    """
+    name, sep, rest = spec.partition("[")
+    if not sep:
+        return spec.strip(), {}
+    if not rest.endswith("]") or not name.strip():
+        raise ValueError(f"model spec {spec!r} is not of the form name or name[option=value,...]")
+    items, depth, cur = [], 0, ""
+    for ch in rest[:-1]:
+        if ch in "[(":
+            depth += 1
+        elif ch in "])":
+            depth -= 1
+        if ch == "," and depth == 0:
+            items.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    items.append(cur)
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, eq, raw = item.partition("=")
+        if not eq or not key.strip() or not raw.strip() or depth != 0:
+            raise ValueError(f"model spec {spec!r}: {item!r} is not of the form option=value")
+        overrides[key.strip()] = yaml.safe_load(raw)
+    return name.strip(), overrides
+
+
 def run_label(model: str, overrides: dict[str, Any]) -> str:
     if not overrides:
         return model
@@ -89,8 +121,12 @@ class RunSpec:
 
 
 def plan_runs(models: Sequence[str], seeds: Sequence[int], grid: Sequence[dict[str, Any]]) -> list[RunSpec]:
-    """Seed-major order, so an interrupted compare already has complete seeds for every model."""
-    return [RunSpec(m, dict(g), s) for s in seeds for m in models for g in grid]
+    """Seed-major order, so an interrupted compare already has complete seeds for every model.
+
+    A model may carry its own overrides (`name[option=value,...]`); grid values apply on top of them.
+    """
+    parsed = [parse_model_spec(m) for m in models]
+    return [RunSpec(name, {**own, **g}, s) for s in seeds for name, own in parsed for g in grid]
 
 
 def _check_plan(out: Path, recipe_dict: dict[str, Any]) -> None:
@@ -120,13 +156,18 @@ def compare(models: Sequence[str], recipe: str, out: str | Path, *, seeds: Seque
             recipe_overrides: Sequence[str] = (), grid: Sequence[dict[str, Any]] = ({},), baseline: str | None = None,
             device: str = "auto", progress: bool = True, train_fn=None) -> dict[str, Any]:
     """Train every (model, grid point, seed) not yet finished under `out`, then (re)write the report there."""
-    from .registry import get_entry
+    import torch
+
+    from .registry import create_model, get_entry
     from .train.loop import train
     from .train.recipe import load_recipe
 
     train_fn = train_fn or train
-    for m in models:
-        get_entry(m)  # unknown names fail before any training starts
+    for m in models:  # unknown names, malformed specs and bad options fail before any training starts
+        name, own = parse_model_spec(m)
+        get_entry(name)
+        with torch.device("meta"):
+            create_model(name, **own)
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct, got {list(seeds)}")
     out = Path(out)
@@ -134,9 +175,10 @@ def compare(models: Sequence[str], recipe: str, out: str | Path, *, seeds: Seque
     protocol = {**base.to_dict(), "seed": None, "model": {**base.to_dict()["model"], "name": None, "overrides": None}}
     out.mkdir(parents=True, exist_ok=True)
     _check_plan(out, protocol)
-    write_text(out / PLAN, json.dumps({"recipe": protocol, "recipe_name": recipe}, indent=1))
-
     specs = plan_runs(models, seeds, grid)
+    labels = list(dict.fromkeys(s.label for s in specs))  # the report lists models in the order they were asked for
+    write_text(out / PLAN, json.dumps({"recipe": protocol, "recipe_name": recipe, "labels": labels}, indent=1))
+
     for i, spec in enumerate(specs, 1):
         run_dir = spec.directory(out)
         if (run_dir / RESULT).exists():
@@ -154,7 +196,7 @@ def compare(models: Sequence[str], recipe: str, out: str | Path, *, seeds: Seque
                   "test_top1": res["test_top1"], "best_top1": res.get("best_top1"),
                   "wall_s": res.get("wall_s", time.perf_counter() - t0), **size}
         write_text(run_dir / RESULT, json.dumps(result, indent=1))
-    return write_report(out, baseline=baseline or run_label(models[0], dict(grid[0])))
+    return write_report(out, baseline=baseline or specs[0].label)
 
 
 def model_size(run_dir: Path) -> dict[str, Any]:
@@ -216,7 +258,9 @@ def write_report(out: str | Path, baseline: str | None = None, confidence: float
     rows = load_results(out)
     if not rows:
         raise ValueError(f"no finished runs under {out / 'runs'}")
-    labels = list(dict.fromkeys(r["label"] for r in rows))
+    found = list(dict.fromkeys(r["label"] for r in rows))
+    asked = json.loads((out / PLAN).read_text()).get("labels", []) if (out / PLAN).exists() else []
+    labels = [lab for lab in asked if lab in found] + [lab for lab in found if lab not in asked]
     baseline = baseline if baseline in labels else labels[0]
     by = {lab: {r["seed"]: r for r in rows if r["label"] == lab} for lab in labels}
     summary = []
@@ -306,7 +350,8 @@ def _plot(out: Path, labels: list[str], by: dict, summary: list[dict[str, Any]])
 
 # -- CLI --------------------------------------------------------------------------------------------------------------
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--models", nargs="+", required=True, help="registered model names")
+    p.add_argument("--models", nargs="+", required=True,
+                   help="registered model names, each optionally with overrides: name[option=value,...]")
     p.add_argument("--recipe", default="quick", help="shipped recipe name or YAML path (one protocol for all)")
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1); see --seed-list")
     p.add_argument("--seed-list", type=int, nargs="+", default=None, help="explicit seeds")

@@ -5,6 +5,7 @@ import math
 import pytest
 
 from swinrmt import compare as C
+from swinrmt import create_model
 from swinrmt.train.loop import train
 
 TINY = ["epochs=1", "batch_size=32", "data.limit_train=64", "data.limit_test=40", "img_size=16",
@@ -99,3 +100,38 @@ def test_ablation_grid_trains_one_run_per_grid_point(tmp_path):
     assert sorted(labels) == ["gated_swinrmt_swat_nano[norm=headnorm]", "gated_swinrmt_swat_nano[norm=rowsum]"]
     cfg = (tmp_path / "runs/gated_swinrmt_swat_nano__norm-rowsum/seed-0/config.yaml").read_text()
     assert "norm: rowsum" in cfg
+
+
+def test_model_spec_parses_overrides_and_is_the_inverse_of_the_label():
+    assert C.parse_model_spec("rmt_nano") == ("rmt_nano", {})
+    name, own = C.parse_model_spec("rmt_nano[mlp_ratios=3.5,embed_dims=[40,80,160,320],lce=true]")
+    assert name == "rmt_nano" and own == {"mlp_ratios": 3.5, "embed_dims": [40, 80, 160, 320], "lce": True}
+    label = C.run_label("gated_swinrmt_swat_nano", {"norm": "rowsum", "alibi": "signed"})
+    assert C.parse_model_spec(label) == ("gated_swinrmt_swat_nano", {"norm": "rowsum", "alibi": "signed"})
+    for bad in ("rmt_nano[", "rmt_nano[mlp_ratios]", "[a=1]", "rmt_nano[a=[1,2]", "rmt_nano[a=1,]"):
+        with pytest.raises(ValueError, match="model spec"):
+            C.parse_model_spec(bad)
+
+
+def test_model_variants_and_grid_compose_and_bad_options_fail_before_training(tmp_path):
+    specs = C.plan_runs(["rmt_nano", "rmt_nano[mlp_ratios=3.5]"], [0, 1], C.parse_grid(["drop_path_rate=0.0"]))
+    assert [s.label for s in specs[:2]] == ["rmt_nano[drop_path_rate=0.0]",
+                                            "rmt_nano[drop_path_rate=0.0,mlp_ratios=3.5]"]
+    assert [s.seed for s in specs] == [0, 0, 1, 1]
+    with pytest.raises(TypeError, match="no_such_option"):
+        C.compare(["rmt_nano", "rmt_nano[no_such_option=1]"], "quick", tmp_path, seeds=[0], recipe_overrides=TINY)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_parameter_matched_variant_trains_with_its_overrides_and_reports_in_asked_order(tmp_path):
+    calls: list[str] = []
+    rep = C.compare(["rmt_nano[mlp_ratios=3.5]", "gated_swinrmt_swat_nano"], "quick", tmp_path, seeds=[0],
+                    recipe_overrides=TINY, progress=False, train_fn=_counting_train(calls))
+    labels = [s["label"] for s in rep["summary"]]
+    assert labels == ["rmt_nano[mlp_ratios=3.5]", "gated_swinrmt_swat_nano"]  # not alphabetical
+    assert rep["baseline"] == "rmt_nano[mlp_ratios=3.5]"
+    plain = sum(p.numel() for p in create_model("rmt_nano", num_classes=10).parameters())
+    assert rep["summary"][0]["params"] > plain  # the widened baseline really is wider
+    assert "mlp_ratios: 3.5" in (tmp_path / "runs/rmt_nano__mlp_ratios-3.5/seed-0/config.yaml").read_text()
+    report = (tmp_path / "report.md").read_text()
+    assert report.index("`rmt_nano[mlp_ratios=3.5]`") < report.index("`gated_swinrmt_swat_nano`")
