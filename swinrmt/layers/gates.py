@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 GATE_MODES = ("elementwise", "headwise")
 
@@ -43,4 +44,12 @@ class SwiGLUValue(nn.Module):
         self.gate = nn.Linear(dim, out_dim, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.value(x) * F.silu(self.gate(x))
+        v, g = self.value(x), self.gate(x)
+        if self.training and torch.is_grad_enabled() and (v.requires_grad or g.requires_grad):
+            # recompute SiLU(g) in the backward instead of holding it: one activation-sized tensor less per block
+            return checkpoint(_silu_mul, v, g, use_reentrant=False)
+        return _silu_mul(v, g)
+
+
+def _silu_mul(v: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    return v * F.silu(g)

@@ -132,3 +132,61 @@ def test_whole_model_fast_equals_reference():
             with axial.reference_path():
                 y_ref = m(x)
         torch.testing.assert_close(y_fast, y_ref, atol=1e-4, rtol=1e-4)
+
+
+def test_lean_sigmoid_path_holds_far_less_for_the_backward():
+    """SWAT's fast path recomputes scores, layouts and the head norm: it must hold much less than the reference."""
+    torch.manual_seed(0)
+    m = SwatMixer(64, 4, window_size=4, shift=True)
+    params = {p.untyped_storage().data_ptr() for p in m.parameters()}
+    x = torch.randn(4, 16, 16, 64, requires_grad=True)
+
+    def held(fast: bool) -> int:
+        prev = axial.FAST_PATH
+        axial.FAST_PATH = fast
+        try:
+            seen: dict[int, int] = {}
+
+            def pack(t):
+                ptr = t.untyped_storage().data_ptr()
+                if ptr not in params:
+                    seen.setdefault(ptr, t.untyped_storage().nbytes())
+                return t
+
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                m(x).sum().backward()
+            return sum(seen.values())
+        finally:
+            axial.FAST_PATH = prev
+
+    activation = x.numel() * 4
+    fast, ref = held(True), held(False)
+    # held: x, X W_v, X W_vg, the padded q, k, v and the output projection's input = 7 activations
+    assert fast <= 7 * activation and ref > 1.6 * fast, (fast / activation, ref / activation)
+
+
+def test_swiglu_value_recomputes_silu():
+    from swinrmt.layers.gates import SwiGLUValue
+
+    torch.manual_seed(0)
+    m = SwiGLUValue(16)
+    x = torch.randn(8, 16, requires_grad=True)
+    params = {p.untyped_storage().data_ptr() for p in m.parameters()}
+    seen = set()
+
+    def pack(t):
+        if t.untyped_storage().data_ptr() not in params:
+            seen.add(t.untyped_storage().data_ptr())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        y = m(x)
+    assert len(seen) == 3  # x (for both weight grads), X W_v and X W_vg; not SiLU(X W_vg)
+    y.pow(2).sum().backward()
+    gx = x.grad.clone()
+    x.grad = None
+    with torch.no_grad():
+        torch.testing.assert_close(y, m.value(x) * torch.nn.functional.silu(m.gate(x)))
+    xr = x.detach().requires_grad_()
+    (m.value(xr) * torch.nn.functional.silu(m.gate(xr))).pow(2).sum().backward()
+    torch.testing.assert_close(gx, xr.grad)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from .._cache import cached
 from ..attention import biased_attention
@@ -285,12 +286,22 @@ class AxialMixer(nn.Module):
         tw = self.pass_tables(gw, "w", q.dtype, q.device)
         th = self.pass_tables(gh, "h", q.dtype, q.device)
         if FAST_PATH and self.kind == "softmax" and self.use_sdpa:
-            y = fast_axial_softmax(q, k, v, gh, gw, tw, th, self.fast_bias_key())
+            y = self.post(crop_and_unroll(fast_axial_softmax(q, k, v, gh, gw, tw, th, self.fast_bias_key()), gh, gw),
+                          x)
         else:
-            y = axial_window_attention(q, k, v, gh, gw, tw, th, self.kind, getattr(self, "sigmoid_norm", "none"),
-                                       self.use_sdpa)
-        y = crop_and_unroll(y, gh, gw)
-        y = self.post(y, x)
+            def core(q, k, v):
+                y = axial_window_attention(q, k, v, gh, gw, tw, th, self.kind, getattr(self, "sigmoid_norm", "none"),
+                                           self.use_sdpa)
+                return self.post(crop_and_unroll(y, gh, gw), x)
+
+            if FAST_PATH and self.kind == "sigmoid" and self.training and torch.is_grad_enabled() and q.requires_grad:
+                # Lean sigmoid path: keep only q, k, v (saved by their own producers anyway) and recompute the
+                # scores, the per-window layouts and the head norm in the backward. These are cheap elementwise and
+                # tiny-matmul work, but each held one or more activation-sized tensors: SWAT's training memory
+                # falls to RMT's level for a few percent of step time (benchmarks/speed/README.md).
+                y = checkpoint(core, q, k, v, use_reentrant=False)
+            else:
+                y = core(q, k, v)
         if lce is not None:
             y = y + lce
         y = self.gate_output(y, x)
