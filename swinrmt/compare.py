@@ -240,7 +240,7 @@ def machine() -> str:
     import torch
 
     if torch.cuda.is_available():
-        return f"GPU {torch.cuda.get_device_name(0)}"
+        return f"GPU {torch.cuda.get_device_name(0)}, torch {torch.__version__}"
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -249,7 +249,7 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"CPU {cpu}, {torch.get_num_threads()} threads"
+    return f"CPU {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
 def write_report(out: str | Path, baseline: str | None = None, confidence: float = 0.95) -> dict[str, Any]:
@@ -274,6 +274,7 @@ def write_report(out: str | Path, baseline: str | None = None, confidence: float
         any_run = next(iter(runs.values()))
         summary.append({"label": lab, "seeds": sorted(runs), "top1_mean": m, "top1_std": s, "params": any_run["params"],
                         "flops": any_run["flops"], "train_s_mean": mean_std([r["wall_s"] for r in runs.values()])[0],
+                        "train_s_total": sum(r["wall_s"] for r in runs.values()),
                         "diff_vs_baseline": diff})
     _write_raw(out, rows)
     _plot(out, labels, by, summary)
@@ -303,7 +304,9 @@ def _fmt_diff(d: dict[str, float] | None) -> str:
 def _markdown(out: Path, summary: list[dict[str, Any]], baseline: str, confidence: float) -> str:
     plan = json.loads((out / PLAN).read_text()) if (out / PLAN).exists() else {}
     lines = [f"# Comparison: {', '.join(s['label'] for s in summary)}", "",
-             f"Recipe `{plan.get('recipe_name', '?')}` (resolved protocol in `{PLAN}`); machine: {machine()}.", "",
+             f"Recipe `{plan.get('recipe_name', '?')}` (resolved protocol in `{PLAN}`); machine: {machine()}; "
+             f"wall time {sum(s['train_s_total'] for s in summary) / 60:.0f} min for "
+             f"{sum(len(s['seeds']) for s in summary)} runs.", "",
              f"| model | params | GFLOPs | train time / run | seeds | top-1 % (mean ± std) | Δ vs `{baseline}` "
              f"(pp, paired, {int(confidence * 100)} % CI) |",
              "|---|---:|---:|---:|---:|---:|---:|"]
