@@ -154,7 +154,7 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 # -- running ----------------------------------------------------------------------------------------------------------
 def compare(models: Sequence[str], recipe: str, out: str | Path, *, seeds: Sequence[int] = (0, 1, 2),
             recipe_overrides: Sequence[str] = (), grid: Sequence[dict[str, Any]] = ({},), baseline: str | None = None,
-            device: str = "auto", progress: bool = True, train_fn=None) -> dict[str, Any]:
+            device: str = "auto", progress: bool = True, train_fn=None, report: str = "report.md") -> dict[str, Any]:
     """Train every (model, grid point, seed) not yet finished under `out`, then (re)write the report there."""
     import torch
 
@@ -173,10 +173,12 @@ def compare(models: Sequence[str], recipe: str, out: str | Path, *, seeds: Seque
     out = Path(out)
     base = load_recipe(recipe, recipe_overrides)
     protocol = {**base.to_dict(), "seed": None, "model": {**base.to_dict()["model"], "name": None, "overrides": None}}
-    out.mkdir(parents=True, exist_ok=True)
-    _check_plan(out, protocol)
     specs = plan_runs(models, seeds, grid)
     labels = list(dict.fromkeys(s.label for s in specs))  # the report lists models in the order they were asked for
+    if baseline is not None and baseline not in labels:
+        raise ValueError(f"--baseline {baseline!r} is not one of the compared models: {', '.join(labels)}")
+    out.mkdir(parents=True, exist_ok=True)
+    _check_plan(out, protocol)
     write_text(out / PLAN, json.dumps({"recipe": protocol, "recipe_name": recipe, "labels": labels}, indent=1))
 
     for i, spec in enumerate(specs, 1):
@@ -196,7 +198,7 @@ def compare(models: Sequence[str], recipe: str, out: str | Path, *, seeds: Seque
                   "test_top1": res["test_top1"], "best_top1": res.get("best_top1"),
                   "wall_s": res.get("wall_s", time.perf_counter() - t0), **size}
         write_text(run_dir / RESULT, json.dumps(result, indent=1))
-    return write_report(out, baseline=baseline or specs[0].label)
+    return write_report(out, baseline=baseline or specs[0].label, name=report)
 
 
 def model_size(run_dir: Path) -> dict[str, Any]:
@@ -252,8 +254,13 @@ def machine() -> str:
     return f"CPU {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
-def write_report(out: str | Path, baseline: str | None = None, confidence: float = 0.95) -> dict[str, Any]:
-    """report.md (table), runs.csv / runs.json (raw), curves.png and final.png, from the finished runs in `out`."""
+def write_report(out: str | Path, baseline: str | None = None, confidence: float = 0.95,
+                 name: str = "report.md") -> dict[str, Any]:
+    """`name` (the table), runs.csv / runs.json (raw), curves.png and final.png, from the finished runs in `out`.
+
+    Another `baseline` with another `name` adds a second table beside the first (e.g. against a parameter-matched
+    baseline) without retraining anything.
+    """
     out = Path(out)
     rows = load_results(out)
     if not rows:
@@ -261,7 +268,9 @@ def write_report(out: str | Path, baseline: str | None = None, confidence: float
     found = list(dict.fromkeys(r["label"] for r in rows))
     asked = json.loads((out / PLAN).read_text()).get("labels", []) if (out / PLAN).exists() else []
     labels = [lab for lab in asked if lab in found] + [lab for lab in found if lab not in asked]
-    baseline = baseline if baseline in labels else labels[0]
+    if baseline is not None and baseline not in labels:
+        raise ValueError(f"baseline {baseline!r} is not among the finished runs in {out}: {', '.join(labels)}")
+    baseline = baseline or labels[0]
     by = {lab: {r["seed"]: r for r in rows if r["label"] == lab} for lab in labels}
     summary = []
     for lab in labels:
@@ -278,7 +287,7 @@ def write_report(out: str | Path, baseline: str | None = None, confidence: float
                         "diff_vs_baseline": diff})
     _write_raw(out, rows)
     _plot(out, labels, by, summary)
-    write_text(out / "report.md", _markdown(out, summary, baseline, confidence))
+    write_text(out / name, _markdown(out, summary, baseline, confidence))
     return {"baseline": baseline, "summary": summary}
 
 
@@ -363,6 +372,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grid", nargs="*", default=[], metavar="OPTION=V1,V2",
                    help="ablation: model options to sweep (cartesian product), e.g. norm=headnorm,rowsum lce=true,false")
     p.add_argument("--baseline", default=None, help="label to diff against (default: the first model)")
+    p.add_argument("--report", default="report.md",
+                   help="file name of the table in --out (a second name keeps a table against another --baseline)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="recipe overrides, e.g. epochs=5")
     p.add_argument("--out", default=None, help="report directory (default: reports/compare-<recipe>)")
     p.add_argument("--device", default="auto")
@@ -380,6 +391,6 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"data.root={args.root}")
     out = args.out or f"reports/compare-{Path(args.recipe).stem}"
     rep = compare(args.models, args.recipe, out, seeds=seeds, recipe_overrides=overrides, grid=parse_grid(args.grid),
-                  baseline=args.baseline, device=args.device, progress=not args.no_progress)
-    print((Path(out) / "report.md").read_text())
+                  baseline=args.baseline, device=args.device, progress=not args.no_progress, report=args.report)
+    print((Path(out) / args.report).read_text())
     return 0 if rep["summary"] else 1

@@ -135,3 +135,20 @@ def test_parameter_matched_variant_trains_with_its_overrides_and_reports_in_aske
     assert "mlp_ratios: 3.5" in (tmp_path / "runs/rmt_nano__mlp_ratios-3.5/seed-0/config.yaml").read_text()
     report = (tmp_path / "report.md").read_text()
     assert report.index("`rmt_nano[mlp_ratios=3.5]`") < report.index("`gated_swinrmt_swat_nano`")
+
+
+def test_a_second_report_against_another_baseline_trains_nothing(tmp_path):
+    calls: list[str] = []
+    models = ["rmt_nano", "gated_swinrmt_swat_nano"]
+    C.compare(models, "quick", tmp_path, seeds=[0], recipe_overrides=TINY, progress=False,
+              train_fn=_counting_train(calls))
+    first = (tmp_path / "report.md").read_text()
+    rep = C.compare(models, "quick", tmp_path, seeds=[0], recipe_overrides=TINY, progress=False,
+                    train_fn=_counting_train(calls), baseline="gated_swinrmt_swat_nano", report="report-vs-swat.md")
+    assert len(calls) == 2 and rep["baseline"] == "gated_swinrmt_swat_nano"
+    assert (tmp_path / "report.md").read_text() == first
+    assert "Δ vs `gated_swinrmt_swat_nano`" in (tmp_path / "report-vs-swat.md").read_text()
+    with pytest.raises(ValueError, match="not one of the compared models"):
+        C.compare(models, "quick", tmp_path, seeds=[0], recipe_overrides=TINY, baseline="rmt_tiny")
+    with pytest.raises(ValueError, match="not among the finished runs"):
+        C.write_report(tmp_path, baseline="rmt_tiny")
