@@ -20,7 +20,7 @@ def biased_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: to
     bias = bias.to(q.dtype)
     if q.device.type == "cpu" and q.dtype in LOW_PRECISION:
         s = q @ k.transpose(-1, -2)
-        if scale is None or scale != 1.0:
+        if scale != 1.0:  # None: the default d^-1/2
             s = s * (q.shape[-1] ** -0.5 if scale is None else scale)
         return torch.softmax(s + bias, dim=-1, dtype=torch.float32).to(v.dtype) @ v
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
