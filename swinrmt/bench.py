@@ -39,6 +39,7 @@ import torch.nn.functional as F
 
 from .atomic import write_json
 from .flops import TRAIN_FLOPS_FACTOR, count_forward_flops
+from .runtime import allocator_name, keep_freed_memory
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 MODES = ("train", "infer")
@@ -168,6 +169,7 @@ def _maxrss_bytes() -> int:
 def memory_child(spec: dict) -> dict:
     """Run inside a fresh process: RSS before the first step, kernel high-water mark after `mem_steps` steps."""
     torch.set_num_threads(spec["threads"])
+    keep_freed_memory()  # measured under the allocator the timed steps ran under
     from .layers.mixers import axial
 
     axial.FAST_PATH = not spec.get("reference", False)
@@ -236,6 +238,8 @@ def run_bench(models: Sequence[str] = DEFAULT_MODELS, img_size: int = 64, batch:
         raise ValueError("--device cuda: no CUDA device is available")
     if threads:
         torch.set_num_threads(threads)
+    if dev.type == "cpu":
+        keep_freed_memory()  # what the trainer runs under (see swinrmt.runtime)
     from .layers.mixers import axial
 
     prev_fast, axial.FAST_PATH = axial.FAST_PATH, not reference  # --reference-path: the plain reference mixers
@@ -253,7 +257,7 @@ def _run_bench(models, img_size, batch, modes, precisions, steps, warmup, dev, c
         "models": list(models), "img_size": img_size, "batch": batch, "modes": list(modes),
         "precisions": list(precisions), "steps": steps, "warmup": warmup, "compile": compile,
         "num_classes": num_classes, "model_kwargs": model_kwargs or {}, "baseline": baseline,
-        "fast_path": not reference,
+        "fast_path": not reference, "cpu_allocator": allocator_name(),
         "memory_method": ("torch.cuda.max_memory_allocated" if dev.type == "cuda" else
                           "fresh child process: ru_maxrss after steps - RSS before the first step"),
         "argv": sys.argv[1:]}, "load_avg_start": _loadavg(), "peak_flops": {}, "results": []}

@@ -19,7 +19,7 @@ class DropPath(nn.Module):
             return x
         keep = 1.0 - self.p
         mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
-        return x * mask / keep
+        return x * mask.div_(keep)  # scale the (B, 1, ..) mask, not the activation: one pass over x, not two
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

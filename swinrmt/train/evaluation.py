@@ -9,6 +9,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from ..atomic import write_json
+from ..runtime import keep_freed_memory
 from . import distributed
 from .builders import autocast, build_model, check_labels, load_split, make_loader, model_norm_stats
 from .checkpoint import CKPT_DIR, check_same_model, load_checkpoint, load_weights, resolve_checkpoint
@@ -47,6 +48,8 @@ def evaluate(checkpoint: str | Path, *, data: str | None = None, root: str | Non
         raise ValueError(f"weights must be auto, ema or model, got {weights!r}")
     owns_group = not distributed.is_initialized()
     dist_info = distributed.setup(device)
+    if dist_info.device.type == "cpu":
+        keep_freed_memory()
     try:
         path = resolve_checkpoint(checkpoint, which)
         ckpt = load_checkpoint(path)

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from ..data.sampling import mix_seed
 from ..atomic import write_json, write_text
+from ..runtime import keep_freed_memory
 from . import distributed
 from .builders import (DROPOUT_STREAM, MIXUP_STREAM, autocast, build_model, check_labels, load_split, make_loader,
                        model_norm_stats, model_spec, warn)
@@ -76,6 +77,8 @@ class Trainer:
         self.run_dir, self.main, self.device = Path(run_dir), self.dist.is_main, self.dist.device
         self.progress = progress and self.main
         check_run_dir(self.run_dir, resume=resume, overwrite=overwrite)  # before any work; files come last
+        if self.device.type == "cpu":
+            keep_freed_memory()  # no page faults on every step's activations (swinrmt.runtime)
         if recipe.cpu_threads and self.device.type == "cpu":
             torch.set_num_threads(recipe.cpu_threads)  # train() restores the caller's setting
         self.recipe = self._setup_data(recipe)

@@ -140,6 +140,7 @@ def test_lean_sigmoid_path_holds_far_less_for_the_backward():
     m = SwatMixer(64, 4, window_size=4, shift=True)
     params = {p.untyped_storage().data_ptr() for p in m.parameters()}
     x = torch.randn(4, 16, 16, 64, requires_grad=True)
+    activation = x.numel() * 4
 
     def held(fast: bool) -> int:
         prev = axial.FAST_PATH
@@ -148,9 +149,9 @@ def test_lean_sigmoid_path_holds_far_less_for_the_backward():
             seen: dict[int, int] = {}
 
             def pack(t):
-                ptr = t.untyped_storage().data_ptr()
-                if ptr not in params:
-                    seen.setdefault(ptr, t.untyped_storage().nbytes())
+                ptr, nbytes = t.untyped_storage().data_ptr(), t.untyped_storage().nbytes()
+                if ptr not in params and nbytes >= activation // 4:  # not weights (or the scale-folded W_q)
+                    seen.setdefault(ptr, nbytes)
                 return t
 
             with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
@@ -159,7 +160,6 @@ def test_lean_sigmoid_path_holds_far_less_for_the_backward():
         finally:
             axial.FAST_PATH = prev
 
-    activation = x.numel() * 4
     fast, ref = held(True), held(False)
     # held: x, X W_v, X W_vg, the padded q, k, v and the output projection's input = 7 activations
     assert fast <= 7 * activation and ref > 1.6 * fast, (fast / activation, ref / activation)
@@ -190,3 +190,20 @@ def test_swiglu_value_recomputes_silu():
     xr = x.detach().requires_grad_()
     (m.value(xr) * torch.nn.functional.silu(m.gate(xr))).pow(2).sum().backward()
     torch.testing.assert_close(gx, xr.grad)
+
+
+def test_inference_path_choice_by_window_count_keeps_the_function(monkeypatch):
+    """With 2 windows per axis inference takes the windowed layout; it must equal the fused whole-axis path."""
+    from torch.profiler import profile
+
+    torch.manual_seed(0)
+    m = RetentionMixer(32, 4, window_size=4, shift=True).eval()
+    x = torch.randn(2, 8, 8, 32)
+    with torch.no_grad(), profile() as p:
+        windowed = m(x)
+    assert "aten::_scaled_dot_product_flash_attention_for_cpu" not in {e.key for e in p.key_averages()}
+    monkeypatch.setattr(axial, "WINDOWED_IF_WINDOWS", ())
+    with torch.no_grad(), profile() as p:
+        fused = m(x)
+    assert "aten::_scaled_dot_product_flash_attention_for_cpu" in {e.key for e in p.key_averages()}
+    torch.testing.assert_close(windowed, fused, atol=1e-5, rtol=1e-5)

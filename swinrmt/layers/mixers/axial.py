@@ -34,6 +34,13 @@ NEG = -1.0e4  # masked-key bias: finite, so rows with no valid key (padding quer
 # path (`axial_window_attention`), kept beside it; tests/layers/test_fast_path.py holds the two equal. Use
 # `reference_path()` to switch for a block of code, or set `swinrmt.layers.mixers.axial.FAST_PATH = False`.
 FAST_PATH = True
+# The fused softmax path attends along the whole padded axis, so with n windows per axis it computes n times the
+# scores a windowed pass needs. It wins when one window covers the axis (no waste: RMT's global passes) and when the
+# windows are many and tiny (the per-window problems are too small to run fast). With exactly 2 windows per axis
+# (e.g. 8x8 maps in 4x4 windows: stage 3 at 64 px) the windowed layout is faster in inference: 5 % of a
+# gated_swinrmt_retention_tiny step at batch 64. In training it is slower (its backward keeps the per-window copies),
+# so it is used only without autograd (benchmarks/speed/README.md). An empty tuple always takes the fused path.
+WINDOWED_IF_WINDOWS = (2,)
 
 SIGMOID_NORMS = ("none", "rowsum", "n")
 
@@ -272,7 +279,7 @@ class AxialMixer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, c = x.shape
         heads, d = self.num_heads, self.head_dim
-        q = (self.q(x) * self.scale).view(b, h, w, heads, d)
+        q = self.scaled_q(x).view(b, h, w, heads, d)
         k = self.k(x).view(b, h, w, heads, d)
         v = self.value(x)
         lce = self.lce(v) if self.lce is not None else None
@@ -285,7 +292,7 @@ class AxialMixer(nn.Module):
         v = roll_and_pad(v.view(b, h, w, heads, d), gh, gw)
         tw = self.pass_tables(gw, "w", q.dtype, q.device)
         th = self.pass_tables(gh, "h", q.dtype, q.device)
-        if FAST_PATH and self.kind == "softmax" and self.use_sdpa:
+        if FAST_PATH and self.kind == "softmax" and self.use_sdpa and not self.windowed_is_faster(gh, gw):
             y = self.post(crop_and_unroll(fast_axial_softmax(q, k, v, gh, gw, tw, th, self.fast_bias_key()), gh, gw),
                           x)
         else:
@@ -309,6 +316,22 @@ class AxialMixer(nn.Module):
 
     def gate_output(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return y
+
+    def scaled_q(self, x: torch.Tensor) -> torch.Tensor:
+        """x W_q d^-1/2, with the scale folded into the (dim x dim) weight rather than applied to the activations."""
+        bias = self.q.bias * self.scale if self.q.bias is not None else None
+        return F.linear(x, self.q.weight * self.scale, bias)
+
+    @staticmethod
+    def windowed_is_faster(gh: AxisGeometry, gw: AxisGeometry) -> bool:
+        """Whether the windowed layout beats the fused whole-axis path here (see WINDOWED_IF_WINDOWS).
+
+        Measured in eager mode; under torch.compile the fused path is kept (Inductor's lowering of the 6-D windowed
+        SDPA call fails in torch 2.13).
+        """
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+            return False
+        return max(gh.num_windows, gw.num_windows) in WINDOWED_IF_WINDOWS
 
     def fast_bias_key(self):
         """Cache key of this mixer's (fixed) pass tables, or None when they change per forward (learnable decay)."""
