@@ -1,28 +1,47 @@
 #!/usr/bin/env bash
-# The commands behind benchmarks/speed/README.md (CPU, 2 threads). Run from the repository root.
+# The commands behind benchmarks/speed/README.md (CPU, 2 threads). Run from the repository root:
+#   benchmarks/speed/run_cpu.sh > benchmarks/speed/run_cpu.log 2>&1
+# Sections 1-3 and 6-7 are the third session's run (2026-11-24); 4-5 are the second session's, kept as recorded.
+# The *_session1.json files are sections 1-3 as the first session ran them (before this session's speed work).
 set -e
 M="rmt_tiny gated_swinrmt_retention_tiny gated_swinrmt_swat_tiny"
 uptime
-# 1. the target table: tiny models, batch 64 at 64 px, train + infer, fp32 + bf16 autocast (fast path)
+# 1. the target table: tiny models, batch 64 at 64 px, train + infer, fp32 + bf16 autocast, with training memory
 python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 bf16 \
-  --steps 5 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64.json
+  --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64.json
 uptime
 # 2. the public RMT-T layout (stride-4 stem, 0.39 GFLOP/img), to compare images/s with the public code
 python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 --stem-stride 4 \
-  --steps 5 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_stem4.json
+  --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_stem4.json
 uptime
-# 3. before/after: the same fp32 training step on the mixers' plain reference path
-python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train --precision fp32 --reference-path \
-  --steps 5 --warmup 2 --no-memory --out benchmarks/speed/cpu_tiny_64px_b64_reference_path.json
+# 3. the same fp32 steps on the mixers' plain reference path (the fast path's before/after at the whole-model level)
+python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 --reference-path \
+  --steps 6 --warmup 2 --no-memory --out benchmarks/speed/cpu_tiny_64px_b64_reference_path.json
 uptime
-# 4. (2026-11-24, second session) nano models at 64 px, fp32 vs bf16 autocast, with swin_nano beside them. The file
+# 4. (second session) nano models at 64 px, fp32 vs bf16 autocast, with swin_nano beside them. The file
 #    *_before_bf16_fix.json is the same command (without swin_nano) at commit f7523f0, before CPU bf16 attention stopped
-#    using the fused masked SDPA kernel.
-python -m swinrmt bench --models rmt_nano gated_swinrmt_retention_nano gated_swinrmt_swat_nano swin_nano --img-size 64 \
-  --batch 64 --mode train --precision fp32 bf16 --steps 4 --warmup 1 --no-memory --num-classes 100 \
-  --out benchmarks/speed/cpu_nano_64px_b64_train.json
+#    using the fused masked SDPA kernel. Not rerun in the third session.
+# python -m swinrmt bench --models rmt_nano gated_swinrmt_retention_nano gated_swinrmt_swat_nano swin_nano --img-size 64 \
+#   --batch 64 --mode train --precision fp32 bf16 --steps 4 --warmup 1 --no-memory --num-classes 100 \
+#   --out benchmarks/speed/cpu_nano_64px_b64_train.json
+# 5. (second session) training memory of the lean SWAT path; superseded by the memory column of section 1.
+# python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train --precision fp32 bf16 --steps 1 --warmup 1 \
+#   --mem-steps 2 --out benchmarks/speed/cpu_tiny_64px_b64_memory.json
+# 6. the CPU allocator, before/after: rmt_tiny under glibc's default malloc and under swinrmt.runtime's setting,
+#    alternated in fresh processes (a process-wide setting cannot be interleaved step by step inside one run)
+benchmarks/speed/allocator_ab.sh 4
 uptime
-# 5. training memory only (the lean SWAT path): one timed step, so its timings mean nothing (it ran beside training
-#    jobs, load ~3.5); the memory column does not depend on load (a fresh process per model, RSS high-water mark).
-python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train --precision fp32 bf16 --steps 1 --warmup 1 \
-  --mem-steps 2 --out benchmarks/speed/cpu_tiny_64px_b64_memory.json
+# 6b. the same before/after in plain processes (what the trainer runs; see allocator_ab.py for why it differs)
+python benchmarks/speed/allocator_ab.py --rounds 3 --steps 6
+uptime
+# 7. torch.compile (Inductor, CPU) inference beside eager: compile time is excluded (warm-up steps)
+python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode infer --precision fp32 --compile \
+  --steps 5 --warmup 2 --no-memory --out benchmarks/speed/cpu_tiny_64px_b64_compile.json
+uptime
+# 8. each speed change of the third session on/off, interleaved in one process (whole-model ratios)
+echo "| switch | model | mode | off ms | on ms | on / off |"
+echo "|---|---|---|---:|---:|---:|"
+python benchmarks/speed/ab_switch.py complex_rotary --model rmt_tiny
+python benchmarks/speed/ab_switch.py scale_fold --model gated_swinrmt_retention_tiny
+python benchmarks/speed/ab_switch.py windowed_inference --model gated_swinrmt_retention_tiny --mode infer
+uptime

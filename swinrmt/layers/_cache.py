@@ -30,7 +30,8 @@ def cached(key: Hashable, build: Callable[[], torch.Tensor | tuple[torch.Tensor,
         _TABLES.move_to_end(key)
         return hit
     stats["misses"] += 1
-    with torch.no_grad():
+    # never an inference tensor: a table first built under torch.inference_mode() must still serve training later
+    with torch.inference_mode(False), torch.no_grad():
         value = build()
     _TABLES[key] = value
     if len(_TABLES) > _MAX_ENTRIES:

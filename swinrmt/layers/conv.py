@@ -3,42 +3,17 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-
-from ._cache import cached
 
 
 class DWConv(nn.Module):
-    """Depthwise k x k conv on a channels-last (B, H, W, C) map; CPE uses k = 3, LCE k = 5.
+    """Depthwise k x k conv on a channels-last (B, H, W, C) map; CPE uses k = 3, LCE k = 5."""
 
-    `residual=True` returns x + conv(x) as a single conv, with the identity folded into the kernel's centre tap
-    (w + delta). The result is the same, but the activation-sized add and its gradient accumulation disappear:
-    memory traffic, not FLOPs, is what these layers cost. The parameters stay `conv.weight`/`conv.bias` and mean
-    what they did.
-    """
-
-    def __init__(self, dim: int, kernel_size: int = 3, residual: bool = False):
+    def __init__(self, dim: int, kernel_size: int = 3):
         super().__init__()
-        if kernel_size % 2 == 0:
-            raise ValueError(f"depthwise kernel size must be odd (centred), got {kernel_size}")
         self.conv = nn.Conv2d(dim, dim, kernel_size, 1, kernel_size // 2, groups=dim)
-        self.residual = residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.permute(0, 3, 1, 2)
-        if not self.residual:
-            return self.conv(x).permute(0, 2, 3, 1)
-        if torch.jit.is_tracing():  # the ONNX exporter needs the kernel as a stored weight: the two-step form
-            return (x + self.conv(x)).permute(0, 2, 3, 1)
-        w = self.conv.weight
-        k = w.shape[-1]
-        delta = cached(("dw_identity", w.shape[0], k, w.dtype, w.device),
-                       lambda: F.pad(torch.ones(w.shape[0], 1, 1, 1, dtype=w.dtype, device=w.device),
-                                     [k // 2] * 4))
-        return F.conv2d(x, w + delta, self.conv.bias, 1, k // 2, 1, w.shape[0]).permute(0, 2, 3, 1)
-
-    def extra_repr(self) -> str:
-        return "residual=True (x + conv(x))" if self.residual else ""
+        return self.conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
 
 class ConvStem(nn.Module):

@@ -12,12 +12,12 @@ class ConvFFN(nn.Module):
     def __init__(self, dim: int, hidden_dim: int, drop: float = 0.0, dwconv: bool = True):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden_dim)
-        self.dwconv = DWConv(hidden_dim, 3, residual=True) if dwconv else None  # h + DWConv(h), one conv
+        self.dwconv = DWConv(hidden_dim, 3) if dwconv else None
         self.fc2 = nn.Linear(hidden_dim, dim)
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.drop(F.gelu(self.fc1(x)))
         if self.dwconv is not None:
-            h = self.dwconv(h)
+            h = h + self.dwconv(h)
         return self.drop(self.fc2(h))

@@ -67,7 +67,7 @@ class Block(nn.Module):
     def __init__(self, dim: int, mixer: nn.Module, mlp_ratio: float, drop_path: float = 0.0,
                  layerscale: float | None = None):
         super().__init__()
-        self.cpe = DWConv(dim, 3, residual=True)  # x + CPE(x), one conv
+        self.cpe = DWConv(dim, 3)
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.mixer = mixer
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
@@ -77,7 +77,7 @@ class Block(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.cpe(x)
+        x = x + self.cpe(x)
         x = x + self.drop_path(self.ls1(self.mixer(self.norm1(x))))
         return x + self.drop_path(self.ls2(self.ffn(self.norm2(x))))
 

@@ -160,3 +160,17 @@ def test_out_of_range_stage_indices_are_refused(bad):
         swinrmt.create_model("rmt_nano", features_only=True, out_indices=bad)
     with pytest.raises(ValueError, match="stage indices must be in"):
         swinrmt.create_model("rmt_nano").forward_intermediates(torch.randn(1, 3, 32, 32), indices=bad)
+
+
+@pytest.mark.parametrize("name", ["rmt_nano", "gated_swinrmt_retention_nano", "gated_swinrmt_swat_nano"])
+def test_training_after_a_first_forward_in_inference_mode(name):
+    """The cached decay/mask/rotary tables built under inference_mode must not break a later training step."""
+    from swinrmt.layers import _cache
+
+    _cache.clear()
+    model = swinrmt.create_model(name, num_classes=5, img_size=64)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        model.eval()(x)
+    model.train()(x).sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,82 @@
+"""One speed change, on and off, interleaved step by step in one process: its whole-model effect, measured.
+
+    python benchmarks/speed/ab_switch.py SWITCH [--model rmt_tiny] [--mode infer train] [--steps 6]
+
+SWITCH is one of SWITCHES. Off restores the plain code the change replaced, so the ratio is that change alone,
+with everything else equal. Steps alternate on/off (and swap the order every round), so a shared machine's load
+drifts hit both sides alike. Batch 64 at 64 px, fp32, the allocator as swinrmt.runtime sets it.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from swinrmt.layers import rotary
+from swinrmt.layers.mixers import axial
+from swinrmt.registry import create_model
+from swinrmt.runtime import keep_freed_memory
+
+_ORIG = {"complex_ok": rotary._complex_ok, "scaled_q": axial.AxialMixer.scaled_q, "windowed": axial.WINDOWED_IF_WINDOWS}
+
+
+SWITCHES = {
+    # rotary as one complex multiply vs x*cos + rot(x)*sin
+    "complex_rotary": lambda on: setattr(rotary, "_complex_ok", _ORIG["complex_ok"] if on else (lambda x: False)),
+    # d^-1/2 folded into W_q vs q * scale on the activations
+    "scale_fold": lambda on: setattr(axial.AxialMixer, "scaled_q", _ORIG["scaled_q"] if on else
+                                     (lambda self, x: self.q(x) * self.scale)),
+    # inference with 2 windows per axis on the windowed layout vs always the fused whole-axis path
+    "windowed_inference": lambda on: setattr(axial, "WINDOWED_IF_WINDOWS", _ORIG["windowed"] if on else ()),
+}
+
+
+def measure(switch: str, model: str, mode: str, steps: int) -> tuple[float, float]:
+    torch.manual_seed(0)
+    m = create_model(model, num_classes=100, img_size=64).train(mode == "train")
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-4)
+    x, y = torch.randn(64, 3, 64, 64), torch.randint(0, 100, (64,))
+
+    def step() -> float:
+        t0 = time.perf_counter()
+        if mode == "train":
+            F.cross_entropy(m(x), y).backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        else:
+            with torch.inference_mode():
+                m(x)
+        return time.perf_counter() - t0
+
+    times: dict[bool, list[float]] = {True: [], False: []}
+    try:
+        for on in (True, False):  # warm-up both
+            SWITCHES[switch](on)
+            step()
+        for i in range(steps):
+            for on in ((True, False) if i % 2 == 0 else (False, True)):
+                SWITCHES[switch](on)
+                times[on].append(step())
+    finally:
+        SWITCHES[switch](True)
+    return statistics.median(times[True]) * 1e3, statistics.median(times[False]) * 1e3
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("switch", choices=sorted(SWITCHES))
+    p.add_argument("--model", default="rmt_tiny")
+    p.add_argument("--mode", nargs="+", choices=("infer", "train"), default=["infer", "train"])
+    p.add_argument("--steps", type=int, default=6)
+    a = p.parse_args()
+    keep_freed_memory()
+    for mode in a.mode:
+        on, off = measure(a.switch, a.model, mode, a.steps)
+        print(f"| {a.switch} | {a.model} | {mode} | {off:.0f} | {on:.0f} | {on / off:.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
