@@ -37,7 +37,7 @@ FAST_PATH = True
 # The fused softmax path attends along the whole padded axis, so with n windows per axis it computes n times the
 # scores a windowed pass needs. It wins when one window covers the axis (no waste: RMT's global passes) and when the
 # windows are many and tiny (the per-window problems are too small to run fast). With exactly 2 windows per axis
-# (e.g. 8x8 maps in 4x4 windows: stage 3 at 64 px) the windowed layout is faster in inference: 5 % of a
+# (e.g. 8x8 maps in 4x4 windows: stage 3 at 64 px) the windowed layout is faster in inference: 1-5 % of a
 # gated_swinrmt_retention_tiny step at batch 64. In training it is slower (its backward keeps the per-window copies),
 # so it is used only without autograd (benchmarks/speed/README.md). An empty tuple always takes the fused path.
 WINDOWED_IF_WINDOWS = (2,)
