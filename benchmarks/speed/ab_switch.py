@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
-import torch.nn.functional as F
 
+from swinrmt.bench import _Runner
 from swinrmt.layers import rotary
 from swinrmt.layers.mixers import axial
-from swinrmt.registry import create_model
 from swinrmt.runtime import keep_freed_memory
 
 _ORIG = {"complex_ok": rotary._complex_ok, "scaled_q": axial.AxialMixer.scaled_q, "windowed": axial.WINDOWED_IF_WINDOWS}
@@ -35,22 +33,8 @@ SWITCHES = {
 
 
 def measure(switch: str, model: str, mode: str, steps: int) -> tuple[float, float]:
-    torch.manual_seed(0)
-    m = create_model(model, num_classes=100, img_size=64).train(mode == "train")
-    opt = torch.optim.AdamW(m.parameters(), lr=1e-4)
-    x, y = torch.randn(64, 3, 64, 64), torch.randint(0, 100, (64,))
-
-    def step() -> float:
-        t0 = time.perf_counter()
-        if mode == "train":
-            F.cross_entropy(m(x), y).backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        else:
-            with torch.inference_mode():
-                m(x)
-        return time.perf_counter() - t0
-
+    runner = _Runner(model, mode, "fp32", 64, 64, torch.device("cpu"), 100)  # the step `swinrmt bench` times
+    step = runner.step
     times: dict[bool, list[float]] = {True: [], False: []}
     try:
         for on in (True, False):  # warm-up both

@@ -17,29 +17,19 @@ import subprocess
 import sys
 
 CHILD = r"""
-import json, resource, statistics, sys, time
-import torch, torch.nn.functional as F
+import json, resource, statistics, sys
+import torch
 from swinrmt import runtime
 on = runtime.keep_freed_memory()
-from swinrmt.registry import create_model
+from swinrmt.bench import _Runner
 name, mode, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
-torch.manual_seed(0)
-m = create_model(name, num_classes=100, img_size=64).train(mode == "train")
-opt = torch.optim.AdamW(m.parameters(), lr=1e-4)
-x, y = torch.randn(64, 3, 64, 64), torch.randint(0, 100, (64,))
-def step():
-    if mode == "train":
-        F.cross_entropy(m(x), y).backward(); opt.step(); opt.zero_grad(set_to_none=True)
-    else:
-        with torch.inference_mode():
-            m(x)
+runner = _Runner(name, mode, "fp32", 64, 64, torch.device("cpu"), 100)  # the step `swinrmt bench` times
 for _ in range(2):
-    step()
+    runner.step()
 times, faults = [], []
 for _ in range(steps):
-    f0, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
-    step()
-    times.append(time.perf_counter() - t0)
+    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    times.append(runner.step())
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
 print(json.dumps({"kept": on, "median_ms": 1e3 * statistics.median(times), "best_ms": 1e3 * min(times),
                   "faults_per_step": statistics.median(faults)}))
