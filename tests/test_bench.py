@@ -78,13 +78,21 @@ def test_peak_flops_is_plausible():
     assert 1e8 < p < 1e14
 
 
+def test_cpu_peak_counts_the_gemm_the_projections_run_on():
+    """The models' projections run on oneDNN, so the peak must include it (else layers could beat "peak")."""
+    rates = bench.peak_flops_by_kernel("cpu", "fp32", n=256, repeats=3)
+    expected = {"aten.mm", "onednn"} if torch.backends.mkldnn.is_available() else {"aten.mm"}
+    assert set(rates) == expected and all(1e8 < r < 1e14 for r in rates.values())
+
+
 def test_bench_cli_writes_json(tmp_path, capsys):
     out = tmp_path / "b.json"
     rc = main(["bench", "--models", "rmt_nano", "gated_swinrmt_swat_nano", "--img-size", "32", "--batch", "2",
                "--steps", "2", "--warmup", "1", "--mode", "train", "infer", "--no-memory", "--out", str(out)])
     assert rc == 0
     rep = json.loads(out.read_text())
-    assert {"machine", "config", "peak_flops", "results", "load_avg_start", "load_avg_end"} <= rep.keys()
+    assert {"machine", "config", "peak_flops", "peak_flops_by_kernel", "results", "load_avg_start",
+            "load_avg_end"} <= rep.keys()
     assert len(rep["results"]) == 4
     for row in rep["results"]:
         assert set(bench.SCHEMA_KEYS) <= row.keys()

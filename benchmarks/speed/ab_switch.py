@@ -1,6 +1,6 @@
 """One speed change, on and off, interleaved step by step in one process: its whole-model effect, measured.
 
-    python benchmarks/speed/ab_switch.py SWITCH [--model rmt_tiny] [--mode infer train] [--steps 6]
+    python benchmarks/speed/ab_switch.py SWITCH [--model rmt_tiny] [--mode infer train] [--steps 6] [--stem-stride 4]
 
 SWITCH is one of SWITCHES. Off restores the plain code the change replaced, so the ratio is that change alone,
 with everything else equal. Steps alternate on/off (and swap the order every round), so a shared machine's load
@@ -14,11 +14,12 @@ import statistics
 import torch
 
 from swinrmt.bench import _Runner
-from swinrmt.layers import rotary
+from swinrmt.layers import attention, linear, rotary
 from swinrmt.layers.mixers import axial
 from swinrmt.runtime import keep_freed_memory
 
-_ORIG = {"complex_ok": rotary._complex_ok, "scaled_q": axial.AxialMixer.scaled_q, "windowed": axial.WINDOWED_IF_WINDOWS}
+_ORIG = {"explicit_len": attention.EXPLICIT_MAX_LEN, "complex_ok": rotary._complex_ok,
+         "scaled_q": axial.AxialMixer.scaled_q, "windowed": axial.WINDOWED_IF_WINDOWS}
 
 
 SWITCHES = {
@@ -29,11 +30,17 @@ SWITCHES = {
                                      (lambda self, x: self.q(x) * self.scale)),
     # inference with 2 windows per axis on the windowed layout vs always the fused whole-axis path
     "windowed_inference": lambda on: setattr(axial, "WINDOWED_IF_WINDOWS", _ORIG["windowed"] if on else ()),
+    # float32 CPU projections on oneDNN vs F.linear (MKL)
+    "onednn_linear": lambda on: setattr(linear, "ONEDNN", on),
+    # float32 CPU attention over short sequences as matmul-softmax-matmul vs the fused SDPA kernel
+    "explicit_attention": lambda on: setattr(attention, "EXPLICIT_MAX_LEN", _ORIG["explicit_len"] if on else 0),
 }
 
 
-def measure(switch: str, model: str, mode: str, steps: int) -> tuple[float, float]:
-    runner = _Runner(model, mode, "fp32", 64, 64, torch.device("cpu"), 100)  # the step `swinrmt bench` times
+def measure(switch: str, model: str, mode: str, steps: int, stem_stride: int | None = None) -> tuple[float, float]:
+    kwargs = {"stem_stride": stem_stride} if stem_stride else {}
+    # the step `swinrmt bench` times
+    runner = _Runner(model, mode, "fp32", 64, 64, torch.device("cpu"), 100, model_kwargs=kwargs)
     step = runner.step
     times: dict[bool, list[float]] = {True: [], False: []}
     try:
@@ -55,11 +62,13 @@ def main() -> None:
     p.add_argument("--model", default="rmt_tiny")
     p.add_argument("--mode", nargs="+", choices=("infer", "train"), default=["infer", "train"])
     p.add_argument("--steps", type=int, default=6)
+    p.add_argument("--stem-stride", type=int, default=None, help="4: the public RMT-T layout at 64 px")
     a = p.parse_args()
     keep_freed_memory()
     for mode in a.mode:
-        on, off = measure(a.switch, a.model, mode, a.steps)
-        print(f"| {a.switch} | {a.model} | {mode} | {off:.0f} | {on:.0f} | {on / off:.3f} |", flush=True)
+        on, off = measure(a.switch, a.model, mode, a.steps, a.stem_stride)
+        model = a.model + (f" (stem {a.stem_stride})" if a.stem_stride else "")
+        print(f"| {a.switch} | {model} | {mode} | {off:.0f} | {on:.0f} | {on / off:.3f} |", flush=True)
 
 
 if __name__ == "__main__":

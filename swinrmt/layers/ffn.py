@@ -6,14 +6,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .conv import DWConv
+from .linear import Linear
 
 
 class ConvFFN(nn.Module):
     def __init__(self, dim: int, hidden_dim: int, drop: float = 0.0, dwconv: bool = True):
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.fc1 = Linear(dim, hidden_dim)
         self.dwconv = DWConv(hidden_dim, 3) if dwconv else None
-        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.fc2 = Linear(hidden_dim, dim)
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

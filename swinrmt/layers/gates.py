@@ -6,6 +6,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from .linear import Linear
+
 GATE_MODES = ("elementwise", "headwise")
 
 
@@ -20,7 +22,7 @@ class OutputGate(nn.Module):
         if mode not in GATE_MODES:
             raise ValueError(f"gate mode {mode!r} is not one of {GATE_MODES}")
         self.mode, self.num_heads = mode, num_heads
-        self.proj = nn.Linear(dim, dim if mode == "elementwise" else num_heads, bias=bias)
+        self.proj = Linear(dim, dim if mode == "elementwise" else num_heads, bias=bias)
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         """Gate values in (0, 1), shaped like the projection output (for visualisation and sparsity stats)."""
@@ -40,8 +42,8 @@ class SwiGLUValue(nn.Module):
     def __init__(self, dim: int, out_dim: int | None = None, bias: bool = True):
         super().__init__()
         out_dim = out_dim or dim
-        self.value = nn.Linear(dim, out_dim, bias=bias)
-        self.gate = nn.Linear(dim, out_dim, bias=bias)
+        self.value = Linear(dim, out_dim, bias=bias)
+        self.gate = Linear(dim, out_dim, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         v, g = self.value(x), self.gate(x)

@@ -37,7 +37,8 @@ def apply_rotary(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch
 
     Rotating every two channels is a complex product (x0 + i x1)(cos + i sin): in float32/64 eager mode it runs as one
     complex multiply, one pass over x forward and one backward instead of five (neg, stack, two muls, add): 4-10x
-    faster on CPU in isolation, 3-7 % of a whole rmt_tiny step. bf16/fp16 (no complex dtype), tracers and compilers take the real formula, which is the reference.
+    faster on CPU in isolation, 3-7 % of a whole rmt_tiny step. bf16/fp16 (no complex dtype), tracers and compilers
+    take the real formula, which is the reference.
     """
     if _complex_ok(x):
         rot = torch.complex(cos[..., ::2], sin[..., ::2])

@@ -17,6 +17,7 @@ from torch.utils.checkpoint import checkpoint
 from ..layers.conv import ConvDownsample, ConvStem, DWConv
 from ..layers.drop import DropPath, LayerScale
 from ..layers.ffn import ConvFFN
+from ..layers.linear import Linear
 from ..layers.mixers import AxialMixer, MaSA2d, MaSADecomposed, RetentionMixer, SwatMixer
 from ..layers.mixers.axial import check_choice
 
@@ -238,10 +239,10 @@ class RMTBackbone(BackboneAPI):
         self.num_features = dims[-1]
         self.head_hidden_size = head_dim
         # RMT's head: Linear -> BN -> Swish per position, then global average pool, then the classifier.
-        self.head_proj = nn.Linear(dims[-1], head_dim)
+        self.head_proj = Linear(dims[-1], head_dim)
         self.head_norm = nn.BatchNorm2d(head_dim)
         self.head_drop = nn.Dropout(drop_rate)
-        self.head = nn.Linear(head_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = Linear(head_dim, num_classes) if num_classes > 0 else nn.Identity()
         self.apply(_init_weights)
 
     def _make_mixer(self, mixer, dim, heads, decompose, a, b, shift, options) -> nn.Module:
@@ -262,7 +263,7 @@ class RMTBackbone(BackboneAPI):
             check_choice("global_pool", global_pool, GLOBAL_POOLS)
             self.global_pool = global_pool
         self.num_classes = num_classes
-        self.head = nn.Linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = Linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """NCHW features -> logits (or the pooled `head_hidden_size` vector with pre_logits=True).

@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..layers.drop import DropPath
+from ..layers.linear import Linear
 from ..layers.mixers import WindowMSA
 from ..registry import register_model
 from ..layers.mixers.axial import check_choice
@@ -40,7 +41,7 @@ class PatchMerging(nn.Module):
     def __init__(self, dim: int, out_dim: int):
         super().__init__()
         self.norm = nn.LayerNorm(4 * dim)
-        self.reduction = nn.Linear(4 * dim, out_dim, bias=False)
+        self.reduction = Linear(4 * dim, out_dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, c = x.shape
@@ -53,7 +54,7 @@ class PatchMerging(nn.Module):
 class Mlp(nn.Module):
     def __init__(self, dim: int, hidden: int):
         super().__init__()
-        self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
+        self.fc1, self.fc2 = Linear(dim, hidden), Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(F.gelu(self.fc1(x)))
@@ -106,7 +107,7 @@ class SwinTransformer(BackboneAPI):
         self.norm = nn.LayerNorm(dims[-1])
         self.num_features = self.head_hidden_size = dims[-1]
         self.head_drop = nn.Dropout(drop_rate)
-        self.head = nn.Linear(dims[-1], num_classes) if num_classes > 0 else nn.Identity()
+        self.head = Linear(dims[-1], num_classes) if num_classes > 0 else nn.Identity()
         self.apply(_init_weights)
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
@@ -114,7 +115,7 @@ class SwinTransformer(BackboneAPI):
             check_choice("global_pool", global_pool, GLOBAL_POOLS)
             self.global_pool = global_pool
         self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         if not self.global_pool:  # timm's global_pool="": keep the map, classify per position

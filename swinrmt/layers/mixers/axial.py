@@ -24,6 +24,7 @@ from .._cache import cached
 from ..attention import biased_attention
 from ..conv import DWConv
 from ..decay import decay_rates, log_decay_1d
+from ..linear import Linear, linear
 from ..rotary import apply_rotary, rotary_tables
 from ..windows import AxisGeometry, axis_geometry, cached_axis_allowed, crop_and_unroll, roll_and_pad
 
@@ -239,10 +240,10 @@ class AxialMixer(nn.Module):
         self.decay_a, self.decay_b = float(decay_a), float(decay_b)
         self.rotary, self.use_sdpa = rotary, use_sdpa
         self.scale = self.head_dim ** -0.5
-        self.q = nn.Linear(dim, dim, bias=qkv_bias)
-        self.k = nn.Linear(dim, dim, bias=qkv_bias)
+        self.q = Linear(dim, dim, bias=qkv_bias)
+        self.k = Linear(dim, dim, bias=qkv_bias)
         self.lce = DWConv(dim, 5) if lce else None
-        self.proj = nn.Linear(dim, dim)
+        self.proj = Linear(dim, dim)
         if learnable_decay:
             g = decay_rates(num_heads, decay_a, decay_b)
             self.decay_logit = nn.Parameter(torch.log(g / (1 - g)).float())
@@ -320,7 +321,7 @@ class AxialMixer(nn.Module):
     def scaled_q(self, x: torch.Tensor) -> torch.Tensor:
         """x W_q d^-1/2, with the scale folded into the (dim x dim) weight rather than applied to the activations."""
         bias = self.q.bias * self.scale if self.q.bias is not None else None
-        return F.linear(x, self.q.weight * self.scale, bias)
+        return linear(x, self.q.weight * self.scale, bias)
 
     @staticmethod
     def windowed_is_faster(gh: AxisGeometry, gw: AxisGeometry) -> bool:

@@ -13,6 +13,7 @@ import torch.nn as nn
 from ..attention import biased_attention
 from ..conv import DWConv
 from ..decay import cached_log_decay_2d
+from ..linear import Linear
 from ..rotary import apply_rotary, rotary_tables
 from .axial import check_choice
 from .retention import RetentionMixer
@@ -37,11 +38,11 @@ class MaSA2d(nn.Module):
         check_choice("rotary", rotary, ("none", "flat"))
         self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
         self.decay_a, self.decay_b, self.rotary = float(decay_a), float(decay_b), rotary
-        self.q = nn.Linear(dim, dim, bias=qkv_bias)
-        self.k = nn.Linear(dim, dim, bias=qkv_bias)
-        self.v = nn.Linear(dim, dim, bias=qkv_bias)
+        self.q = Linear(dim, dim, bias=qkv_bias)
+        self.k = Linear(dim, dim, bias=qkv_bias)
+        self.v = Linear(dim, dim, bias=qkv_bias)
         self.lce = DWConv(dim, 5) if lce else None
-        self.proj = nn.Linear(dim, dim)
+        self.proj = Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, c = x.shape

@@ -7,9 +7,9 @@ covering the map this is exactly RMT's decomposed MaSA.
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 
 from ..gates import GATE_MODES, OutputGate
+from ..linear import Linear
 from .axial import AxialMixer, PassTables, check_choice, softmax_decay_tables
 
 GATE_INPUTS = ("input", "output")
@@ -24,7 +24,7 @@ class RetentionMixer(AxialMixer):
         super().__init__(dim, num_heads, window_size, shift, lce=lce, rotary=rotary, **kw)
         check_choice("gate", gate, GATE_MODES + ("none",))
         check_choice("gate_input", gate_input, GATE_INPUTS)
-        self.v = nn.Linear(dim, dim, bias=kw.get("qkv_bias", True))
+        self.v = Linear(dim, dim, bias=kw.get("qkv_bias", True))
         self.gate_input = gate_input
         self.gate = OutputGate(dim, num_heads, gate) if gate != "none" else None
 

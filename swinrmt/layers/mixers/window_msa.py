@@ -11,6 +11,7 @@ import torch.nn as nn
 
 from ..attention import biased_attention
 from .._cache import cached
+from ..linear import Linear
 from ..windows import (axis_geometry, crop_and_unroll, roll_and_pad, window_allowed_2d, window_partition,
                        window_reverse)
 from .axial import NEG
@@ -32,8 +33,8 @@ class WindowMSA(nn.Module):
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
         self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
         self.window_size, self.shift = window_size, shift
-        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = Linear(dim, dim)
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
 

@@ -1,0 +1,117 @@
+"""The fused SDPA kernel against the explicit matmul-softmax-matmul form, on a model's own attention calls.
+
+    python benchmarks/speed/attention_kernels.py [--model rmt_tiny] [--img-size 64] [--batch 64] [--stem-stride 4]
+
+One forward at the given batch records every `biased_attention` call (shapes, strides and bias); each distinct call
+is then timed alone, in float32 on CPU, forward only (inference) and forward + backward (training), for both kernels.
+The kernels alternate within each repeat and the best repeat is kept. These are the calls in isolation; the
+whole-model effect of the choice is measured by `ab_switch.py explicit_attention`, and the two differ: in inference
+the explicit form's calls are faster here, yet the whole model was not (see `swinrmt/layers/attention.py`).
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import time
+
+import torch
+import torch.nn.functional as F
+
+from swinrmt.layers import attention
+from swinrmt.layers.mixers import axial, masa, window_msa
+from swinrmt.registry import create_model
+from swinrmt.runtime import keep_freed_memory
+
+USERS = (axial, masa, window_msa)  # the modules that call biased_attention
+
+
+def explicit(q, k, v, bias):
+    s = q @ k.transpose(-1, -2)
+    s = s + bias if s.requires_grad else s.add_(bias)
+    return torch.softmax(s, dim=-1) @ v
+
+
+def fused(q, k, v, bias):
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)
+
+
+def record_calls(model: str, img_size: int, batch: int, kwargs: dict) -> collections.Counter:
+    m = create_model(model, num_classes=100, img_size=img_size, **kwargs).eval()
+    calls: collections.Counter = collections.Counter()
+    run = attention.biased_attention
+
+    def record(q, k, v, bias, scale=None):
+        calls[tuple((tuple(t.shape), t.stride()) for t in (q, k, v, bias))] += 1
+        return run(q, k, v, bias, scale)
+
+    for mod in USERS:
+        mod.biased_attention = record
+    try:
+        with torch.inference_mode():
+            m(torch.randn(batch, 3, img_size, img_size))
+    finally:
+        for mod in USERS:
+            mod.biased_attention = run
+    return calls
+
+
+def best_ms(fns: dict, repeats: int) -> dict[str, float]:
+    times = {k: [] for k in fns}
+    for fn in fns.values():
+        fn()
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: min(v) * 1e3 for k, v in times.items()}
+
+
+def strided(shape, stride, requires_grad=False) -> torch.Tensor:
+    """A tensor with the recorded shape and strides (a view of a fresh buffer, as the mixers pass them)."""
+    size = 1 + sum((n - 1) * s for n, s in zip(shape, stride))
+    buf = torch.randn(size)
+    t = buf.as_strided(shape, stride)
+    return t.detach().requires_grad_() if requires_grad else t
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="rmt_tiny")
+    p.add_argument("--img-size", type=int, default=64)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--stem-stride", type=int, default=None)
+    p.add_argument("--repeats", type=int, default=6)
+    a = p.parse_args()
+    keep_freed_memory()
+    torch.manual_seed(0)
+    kwargs = {"stem_stride": a.stem_stride} if a.stem_stride else {}
+    print(f"{a.model}{' stem ' + str(a.stem_stride) if a.stem_stride else ''}, batch {a.batch} at {a.img_size} px, "
+          f"{torch.get_num_threads()} threads; best of {a.repeats}, ms per call")
+    print("| q shape | calls | infer fused | infer explicit | ratio | train fused | train explicit | ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    totals: collections.Counter = collections.Counter()
+    for spec, count in record_calls(a.model, a.img_size, a.batch, kwargs).items():
+        (qs, qst), (ks, kst), (vs, vst), (bs, bst) = spec
+        q, k, v = strided(qs, qst), strided(ks, kst), strided(vs, vst)
+        bias = torch.randn(bs)
+        with torch.inference_mode():
+            inf = best_ms({"fused": lambda: fused(q, k, v, bias), "explicit": lambda: explicit(q, k, v, bias)},
+                          a.repeats)
+        ql, kl, vl = strided(qs, qst, True), strided(ks, kst, True), strided(vs, vst, True)
+        g = torch.randn(qs[:-1] + vs[-1:])
+        trn = best_ms({"fused": lambda: fused(ql, kl, vl, bias).backward(g),
+                       "explicit": lambda: explicit(ql, kl, vl, bias).backward(g)}, max(2, a.repeats // 2))
+        for name, r in (("infer", inf), ("train", trn)):
+            for kname, val in r.items():
+                totals[f"{name} {kname}"] += val * count
+        print(f"| {qs} | {count} | {inf['fused']:.2f} | {inf['explicit']:.2f} | {inf['explicit'] / inf['fused']:.2f} "
+              f"| {trn['fused']:.2f} | {trn['explicit']:.2f} | {trn['explicit'] / trn['fused']:.2f} |")
+    t = totals
+    print(f"| total per step | | {t['infer fused']:.0f} | {t['infer explicit']:.0f} | "
+          f"{t['infer explicit'] / t['infer fused']:.2f} | {t['train fused']:.0f} | {t['train explicit']:.0f} | "
+          f"{t['train explicit'] / t['train fused']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

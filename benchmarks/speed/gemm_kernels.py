@@ -1,0 +1,95 @@
+"""MKL (aten's mm / F.linear) against oneDNN on a model's own projection shapes, plus a large square product.
+
+    python benchmarks/speed/gemm_kernels.py [--model rmt_tiny] [--img-size 64] [--batch 64] [--repeats 8]
+
+The shapes are read off the model: one forward at the given batch records every projection's (rows, in, out) and
+how often it occurs (each `swinrmt.layers.linear.linear` call). Each product is timed for the forward (F.linear against oneDNN's linear), the input gradient
+(grad @ W against oneDNN's linear with W^T) and the weight gradient (grad^T @ x, which `OneDNNLinear` keeps on mm;
+oneDNN needs transposed copies of both operands there). Kernels alternate within each repeat, and the best repeat
+is kept, so load on a shared machine hits both alike. The totals weight each shape by its count in the model: that
+is the projection time of one step, per kernel. This is why `swinrmt.layers.linear` picks oneDNN.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import time
+
+import torch
+import torch.nn.functional as F
+
+from swinrmt.layers import linear as L
+from swinrmt.registry import create_model
+from swinrmt.runtime import keep_freed_memory
+
+
+def onednn(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")
+
+
+def best_ms(fns: dict, repeats: int) -> dict[str, float]:
+    times = {k: [] for k in fns}
+    for fn in fns.values():
+        fn()
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: min(v) * 1e3 for k, v in times.items()}
+
+
+def projection_shapes(model: str, img_size: int, batch: int) -> collections.Counter:
+    """(rows, in, out) -> count over one inference forward, read where every projection passes: `linear._onednn`."""
+    m = create_model(model, num_classes=100, img_size=img_size).eval()
+    shapes: collections.Counter = collections.Counter()
+    run = L._onednn
+
+    def record(x, weight, bias):
+        shapes[(x.numel() // x.shape[-1], weight.shape[1], weight.shape[0])] += 1
+        return run(x, weight, bias)
+
+    L._onednn = record
+    try:
+        with torch.inference_mode():
+            m(torch.randn(batch, 3, img_size, img_size))
+    finally:
+        L._onednn = run
+    return shapes
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="rmt_tiny")
+    p.add_argument("--img-size", type=int, default=64)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=8)
+    a = p.parse_args()
+    keep_freed_memory()
+    torch.manual_seed(0)
+    print(f"{a.model}, batch {a.batch} at {a.img_size} px, {torch.get_num_threads()} threads; best of {a.repeats} "
+          f"(ms, GFLOP/s)")
+    print("| rows x in x out | count | fwd F.linear | fwd oneDNN | dX mm | dX oneDNN | dW mm |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    totals: collections.Counter = collections.Counter()
+    with torch.inference_mode():
+        for (rows, k, n), count in sorted(projection_shapes(a.model, a.img_size, a.batch).items()):
+            x, w, b, g = torch.randn(rows, k), torch.randn(n, k), torch.randn(n), torch.randn(rows, n)
+            r = best_ms({"fwd F.linear": lambda: F.linear(x, w, b), "fwd oneDNN": lambda: onednn(x, w),
+                         "dX mm": lambda: g.mm(w), "dX oneDNN": lambda: onednn(g, w.t().contiguous()),
+                         "dW mm": lambda: g.t().mm(x)}, a.repeats)
+            gflop = 2 * rows * k * n / 1e9
+            cells = " | ".join(f"{v:.2f} ({gflop / v * 1e3:.0f})" for v in r.values())
+            print(f"| {rows} x {k} x {n} | {count} | {cells} |")
+            for name, v in r.items():
+                totals[name] += v * count
+        print("| total per step (ms) | | " + " | ".join(f"{v:.0f}" for v in totals.values()) + " |")
+        n = 2048
+        x, y = torch.randn(n, n), torch.randn(n, n)
+        yt = y.t().contiguous()
+        r = best_ms({"aten mm": lambda: x @ y, "oneDNN": lambda: onednn(x, yt)}, a.repeats)
+        print(f"\nsquare {n}^3: " + ", ".join(f"{k} {2 * n ** 3 / v / 1e6:.0f} GFLOP/s" for k, v in r.items()))
+
+
+if __name__ == "__main__":
+    main()

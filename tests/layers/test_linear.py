@@ -1,0 +1,96 @@
+"""`linear` picks oneDNN for float32 CPU projections; it must compute F.linear's function, values and gradients."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.profiler import profile
+from torch.utils.flop_counter import FlopCounterMode
+
+from swinrmt.layers import linear as L
+from swinrmt.layers.linear import Linear, linear, onednn_ok
+
+pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this torch build has no oneDNN")
+
+
+def _kernels(fn) -> set[str]:
+    with profile() as prof:
+        fn()
+    return {e.key for e in prof.key_averages()}
+
+
+def _uses_onednn(fn) -> bool:
+    return any("linear_pointwise" in k for k in _kernels(fn))
+
+
+@pytest.mark.parametrize("shape", [(5, 24), (2, 3, 4, 24), (7, 1, 24)], ids=["2d", "4d", "3d"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_values_and_gradients_match_f_linear(shape, bias):
+    torch.manual_seed(0)
+    x = torch.randn(*shape)
+    w, b = torch.randn(40, 24), (torch.randn(40) if bias else None)
+    leaves = [t.clone().requires_grad_() for t in (x, w) + ((b,) if bias else ())]
+    ref = [t.detach().double().requires_grad_() for t in leaves]
+    y = linear(leaves[0], leaves[1], leaves[2] if bias else None)
+    y_ref = F.linear(ref[0], ref[1], ref[2] if bias else None)
+    torch.testing.assert_close(y.double(), y_ref, atol=1e-5, rtol=1e-5)
+    g = torch.linspace(-1, 1, y.numel()).view_as(y)
+    (y * g).sum().backward()
+    (y_ref * g.double()).sum().backward()
+    for a, r in zip(leaves, ref):
+        torch.testing.assert_close(a.grad.double(), r.grad, atol=1e-4, rtol=1e-4)
+
+
+def test_float32_cpu_runs_on_onednn_in_training_and_inference():
+    """Fails if the chooser is reverted to F.linear (the speed-up this module exists for)."""
+    m = Linear(16, 32)
+    x = torch.randn(8, 16, requires_grad=True)
+    assert onednn_ok(x, m.weight)
+    with torch.inference_mode():
+        assert _uses_onednn(lambda: m(x.detach()))
+    assert _uses_onednn(lambda: m(x).sum().backward())  # forward and the input gradient
+    assert x.grad is not None and m.weight.grad is not None and m.bias.grad is not None
+
+
+def test_falls_back_to_f_linear_where_onednn_does_not_apply():
+    m = Linear(16, 32)
+    x = torch.randn(4, 16)
+    assert not onednn_ok(x.double(), m.weight.double())
+    assert not onednn_ok(torch.randn(16), m.weight)  # 1-D input
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not onednn_ok(x, m.weight)
+        y = m(x)
+    assert y.dtype == torch.bfloat16  # autocast still applies to the projection
+    with torch.backends.mkldnn.flags(enabled=False):
+        assert not onednn_ok(x, m.weight)
+    with FlopCounterMode(display=False) as counter:  # the FLOP counter must see aten's GEMM
+        m(x)
+    assert counter.get_total_flops() == 2 * 4 * 16 * 32
+    prev, L.ONEDNN = L.ONEDNN, False
+    try:
+        assert not _uses_onednn(lambda: m(x))
+    finally:
+        L.ONEDNN = prev
+    traced = torch.jit.trace(m, x)
+    assert "aten::linear" in str(traced.graph)
+
+
+def test_double_backward_matches_f_linear():
+    torch.manual_seed(0)
+    x = torch.randn(6, 10, requires_grad=True)
+    w = torch.randn(12, 10, requires_grad=True)
+    gx, = torch.autograd.grad(linear(x, w).pow(2).sum(), x, create_graph=True)
+    gx_ref, = torch.autograd.grad(F.linear(x, w).pow(2).sum(), x, create_graph=True)
+    torch.testing.assert_close(gx, gx_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(torch.autograd.grad(gx.sum(), w)[0], torch.autograd.grad(gx_ref.sum(), w)[0],
+                               atol=1e-4, rtol=1e-4)
+
+
+def test_linear_is_a_drop_in_nn_linear():
+    ref = nn.Linear(16, 32)
+    m = Linear(16, 32)
+    m.load_state_dict(ref.state_dict())
+    assert isinstance(m, nn.Linear) and m.state_dict().keys() == ref.state_dict().keys()
+    x = torch.randn(3, 5, 16)
+    torch.testing.assert_close(m(x), ref(x), atol=1e-5, rtol=1e-5)
