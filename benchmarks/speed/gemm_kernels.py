@@ -1,13 +1,15 @@
 """MKL (aten's mm / F.linear) against oneDNN on a model's own projection shapes, plus a large square product.
 
-    python benchmarks/speed/gemm_kernels.py [--model rmt_tiny] [--img-size 64] [--batch 64] [--repeats 8]
+    python benchmarks/speed/gemm_kernels.py [--model rmt_tiny] [--img-size 64] [--batch 64] [--stem-stride 4]
+                                            [--repeats 8]
 
 The shapes are read off the model: one forward at the given batch records every projection's (rows, in, out) and
-how often it occurs (each `swinrmt.layers.linear.linear` call). Each product is timed for the forward (F.linear against oneDNN's linear), the input gradient
-(grad @ W against oneDNN's linear with W^T) and the weight gradient (grad^T @ x, which `OneDNNLinear` keeps on mm;
-oneDNN needs transposed copies of both operands there). Kernels alternate within each repeat, and the best repeat
-is kept, so load on a shared machine hits both alike. The totals weight each shape by its count in the model: that
-is the projection time of one step, per kernel. This is why `swinrmt.layers.linear` picks oneDNN.
+how often it occurs (each `swinrmt.layers.linear.linear` call). Each product is timed for the forward (F.linear
+against oneDNN's linear), the input gradient (grad @ W against oneDNN's linear with W^T) and the weight gradient
+(grad^T @ x, which `OneDNNLinear` keeps on mm; oneDNN needs transposed copies of both operands there). Kernels
+alternate within each repeat, and the best repeat is kept, so load on a shared machine hits both alike. The totals
+weight each shape by its count in the model: that is the projection time of one step, per kernel. This is why
+`swinrmt.layers.linear` picks oneDNN.
 """
 from __future__ import annotations
 
@@ -39,9 +41,9 @@ def best_ms(fns: dict, repeats: int) -> dict[str, float]:
     return {k: min(v) * 1e3 for k, v in times.items()}
 
 
-def projection_shapes(model: str, img_size: int, batch: int) -> collections.Counter:
+def projection_shapes(model: str, img_size: int, batch: int, kwargs: dict) -> collections.Counter:
     """(rows, in, out) -> count over one inference forward, read where every projection passes: `linear._onednn`."""
-    m = create_model(model, num_classes=100, img_size=img_size).eval()
+    m = create_model(model, num_classes=100, img_size=img_size, **kwargs).eval()
     shapes: collections.Counter = collections.Counter()
     run = L._onednn
 
@@ -64,16 +66,19 @@ def main() -> None:
     p.add_argument("--img-size", type=int, default=64)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--repeats", type=int, default=8)
+    p.add_argument("--stem-stride", type=int, default=None)
     a = p.parse_args()
+    kwargs = {"stem_stride": a.stem_stride} if a.stem_stride else {}
     keep_freed_memory()
     torch.manual_seed(0)
-    print(f"{a.model}, batch {a.batch} at {a.img_size} px, {torch.get_num_threads()} threads; best of {a.repeats} "
-          f"(ms, GFLOP/s)")
+    stem = f" stem {a.stem_stride}" if a.stem_stride else ""
+    print(f"{a.model}{stem}, batch {a.batch} at {a.img_size} px, {torch.get_num_threads()} threads; "
+          f"best of {a.repeats} (ms, GFLOP/s)")
     print("| rows x in x out | count | fwd F.linear | fwd oneDNN | dX mm | dX oneDNN | dW mm |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     totals: collections.Counter = collections.Counter()
     with torch.inference_mode():
-        for (rows, k, n), count in sorted(projection_shapes(a.model, a.img_size, a.batch).items()):
+        for (rows, k, n), count in sorted(projection_shapes(a.model, a.img_size, a.batch, kwargs).items()):
             x, w, b, g = torch.randn(rows, k), torch.randn(n, k), torch.randn(n), torch.randn(rows, n)
             r = best_ms({"fwd F.linear": lambda: F.linear(x, w, b), "fwd oneDNN": lambda: onednn(x, w),
                          "dX mm": lambda: g.mm(w), "dX oneDNN": lambda: onednn(g, w.t().contiguous()),

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The commands behind benchmarks/speed/README.md (CPU, 2 threads). Run from the repository root:
 #   benchmarks/speed/run_cpu.sh > benchmarks/speed/run_cpu.log 2>&1
-# Sections 1-3 and 6-7 are the third session's run (2026-11-24); 4-5 are the second session's, kept as recorded.
-# The *_session1.json files are sections 1-3 as the first session ran them (before this session's speed work).
+# Sections 1-3, 8 and 9 are the fourth session's run (2026-11-24, evening): run_cpu.log. Sections 6-7 are the third
+# session's (run_cpu_session3.log), 4-5 the second session's, kept as recorded and not rerun.
+# The *_session1.json / *_session3.json files are sections 1-3 as the first / third sessions ran them.
 set -e
 M="rmt_tiny gated_swinrmt_retention_tiny gated_swinrmt_swat_tiny"
 uptime
@@ -27,21 +28,32 @@ uptime
 # 5. (second session) training memory of the lean SWAT path; superseded by the memory column of section 1.
 # python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train --precision fp32 bf16 --steps 1 --warmup 1 \
 #   --mem-steps 2 --out benchmarks/speed/cpu_tiny_64px_b64_memory.json
-# 6. the CPU allocator, before/after: rmt_tiny under glibc's default malloc and under swinrmt.runtime's setting,
+# 6. (third session, not rerun) the CPU allocator, before/after: rmt_tiny under glibc's default malloc and under swinrmt.runtime's setting,
 #    alternated in fresh processes (a process-wide setting cannot be interleaved step by step inside one run)
-benchmarks/speed/allocator_ab.sh 4
-uptime
+# benchmarks/speed/allocator_ab.sh 4
+# uptime
 # 6b. the same before/after in plain processes (what the trainer runs; see allocator_ab.py for why it differs)
-python benchmarks/speed/allocator_ab.py --rounds 3 --steps 6
-uptime
-# 7. torch.compile (Inductor, CPU) inference beside eager: compile time is excluded (warm-up steps)
-python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode infer --precision fp32 --compile \
-  --steps 5 --warmup 2 --no-memory --out benchmarks/speed/cpu_tiny_64px_b64_compile.json
-uptime
-# 8. each speed change of the third session on/off, interleaved in one process (whole-model ratios)
+# python benchmarks/speed/allocator_ab.py --rounds 3 --steps 6
+# uptime
+# 7. (third session, not rerun) torch.compile (Inductor, CPU) inference beside eager: compile time is excluded (warm-up steps)
+# python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode infer --precision fp32 --compile \
+#   --steps 5 --warmup 2 --no-memory --out benchmarks/speed/cpu_tiny_64px_b64_compile.json
+# uptime
+# 8. each speed change of the third and fourth sessions on/off, interleaved in one process (whole-model ratios)
 echo "| switch | model | mode | off ms | on ms | on / off |"
 echo "|---|---|---|---:|---:|---:|"
 python benchmarks/speed/ab_switch.py complex_rotary --model rmt_tiny
 python benchmarks/speed/ab_switch.py scale_fold --model gated_swinrmt_retention_tiny
 python benchmarks/speed/ab_switch.py windowed_inference --model gated_swinrmt_retention_tiny --mode infer
+python benchmarks/speed/ab_switch.py onednn_linear --model rmt_tiny --steps 8
+python benchmarks/speed/ab_switch.py onednn_linear --model rmt_tiny --steps 8 --stem-stride 4
+python benchmarks/speed/ab_switch.py explicit_attention --model rmt_tiny --mode train --steps 8
+python benchmarks/speed/ab_switch.py explicit_attention --model gated_swinrmt_retention_tiny --mode train --steps 8
+python benchmarks/speed/ab_switch.py explicit_attention --model rmt_tiny --steps 8 --stem-stride 4
+uptime
+# 9. the kernels behind the fourth session's two changes, on the models' own shapes (each call alone)
+python benchmarks/speed/gemm_kernels.py --model rmt_tiny
+python benchmarks/speed/gemm_kernels.py --model rmt_tiny --stem-stride 4
+python benchmarks/speed/attention_kernels.py --model rmt_tiny
+python benchmarks/speed/attention_kernels.py --model rmt_tiny --stem-stride 4
 uptime

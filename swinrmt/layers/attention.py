@@ -14,10 +14,13 @@ import torch.nn.functional as F
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 # CPU float32 training: the fused kernel's backward has a fixed cost per (batch, head) problem that dominates short
 # sequences. Up to this many queries, when a backward will run, the explicit form is used instead (its autograd
-# backward is plain matmuls). In inference the fused kernel stays: its output comes back in the token layout and its
-# scores never leave the cache, which measured as fast on the whole model as the explicit form's quicker calls.
-# `benchmarks/speed/attention_kernels.py` times both on the models' own shapes; 0 restores the fused kernel.
-EXPLICIT_MAX_LEN = 64
+# backward is plain matmuls): 0.5-0.7x the fused kernel's forward + backward time on the models' 4-16-long axes.
+# At 32-64 it gained little (0.86-1.14x per call) and its saved probabilities and operand copies added ~500 MB to
+# rmt_tiny's batch-64 training step, so those stay fused. In inference the fused kernel stays everywhere: its output
+# comes back in the token layout and its scores never leave the cache, which measured as fast on the whole model
+# as the explicit form's quicker calls. `benchmarks/speed/attention_kernels.py` times both on the models' own
+# shapes; 0 restores the fused kernel.
+EXPLICIT_MAX_LEN = 16
 
 
 def uses_explicit(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:

@@ -1,25 +1,42 @@
 """Linear layers with the faster CPU GEMM: the one place that picks the matrix-multiply kernel of a projection.
 
-On CPU, `F.linear` in float32 runs on MKL's sgemm. oneDNN, which PyTorch already ships for its convolutions, runs the
-same products 10-25 % faster on the projection shapes of these models, and a large square product about 20 % faster
-(210-219 GFLOP/s against 163-188 on 2 cores of an AMD EPYC; benchmarks/speed/README.md). MKL takes a slower code
-path on non-Intel CPUs; oneDNN does not. So `linear` sends float32 CPU projections to oneDNN
+On CPU, `F.linear` in float32 runs on MKL's sgemm, which takes a slower code path on AMD CPUs. oneDNN, which PyTorch
+already ships for its convolutions, runs a large square product about 20 % faster on 2 cores of an AMD EPYC (218
+against 181 GFLOP/s) and rmt_tiny's projections 12 % faster in all (benchmarks/speed/gemm_kernels.py; figures in
+benchmarks/speed/README.md). So `linear` sends float32 CPU projections to oneDNN
 (`torch.ops.mkldnn._linear_pointwise`, the op Inductor's CPU backend uses) and everything else to `F.linear`, which is
-the reference: `tests/layers/test_linear.py` holds the two equal in values and gradients.
+the reference: `tests/layers/test_linear.py` holds the two equal in values and gradients. Only AMD was measured here;
+`SWINRMT_CPU_LINEAR=aten` keeps `F.linear` everywhere (to compare on another CPU).
 
-In training the projection runs through `OneDNNLinear`: oneDNN for the forward and for the input gradient (a
-linear with the transposed weight), `mm` for the weight gradient. oneDNN needs transposed copies of the activations to
-compute the weight gradient, which made it 1.6x slower there. Its backward is itself differentiable (double
-backward works).
+In training the projection runs through `OneDNNLinear`: oneDNN for the forward and, from `DX_MIN_ROWS` rows on, for
+the input gradient (a linear with the transposed weight); `mm` for the weight gradient, where oneDNN needs transposed
+copies of both operands and measured 1.6x slower. Its backward is itself differentiable (double backward works).
 """
 from __future__ import annotations
+
+import os
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# Switch for benchmarks (benchmarks/speed/ab_switch.py) and debugging: False sends every projection to F.linear.
-ONEDNN = True
+CHOICES = ("onednn", "aten")
+
+
+def kernel_from_env(value: str | None) -> bool:
+    """SWINRMT_CPU_LINEAR: "onednn" (default) or "aten" (F.linear everywhere, e.g. to compare on an Intel CPU, where
+    only AMD was measured here)."""
+    value = (value or "onednn").strip().lower()
+    if value not in CHOICES:
+        raise ValueError(f"SWINRMT_CPU_LINEAR={value!r} is not valid; accepted: {', '.join(CHOICES)}")
+    return value == "onednn"
+
+
+# The input gradient goes to oneDNN from this many rows (tokens x batch) on; below, the transposed-weight copy it
+# needs costs more than it saves (benchmarks/speed/gemm_kernels.py --stem-stride 4: 1024 rows and fewer lost).
+DX_MIN_ROWS = 4096
+# Whether float32 CPU projections may use oneDNN; also the switch of benchmarks/speed/ab_switch.py.
+ONEDNN = kernel_from_env(os.environ.get("SWINRMT_CPU_LINEAR")) and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
 def onednn_ok(x: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -57,7 +74,7 @@ class OneDNNLinear(torch.autograd.Function):
         g2 = grad.reshape(-1, grad.shape[-1])
         gx = gw = gb = None
         if need_x:
-            if torch.is_grad_enabled():  # create_graph=True: stay differentiable
+            if torch.is_grad_enabled() or g2.shape[0] < DX_MIN_ROWS:  # create_graph=True: stay differentiable
                 gx = grad.matmul(weight)
             else:
                 gx = _onednn(grad, weight.t().contiguous(), None)
