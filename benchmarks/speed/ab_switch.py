@@ -14,11 +14,11 @@ import statistics
 import torch
 
 from swinrmt.bench import _Runner
-from swinrmt.layers import attention, linear, rotary
+from swinrmt.layers import linear, rotary
 from swinrmt.layers.mixers import axial
 from swinrmt.runtime import keep_freed_memory
 
-_ORIG = {"explicit_len": attention.EXPLICIT_MAX_LEN, "complex_ok": rotary._complex_ok,
+_ORIG = {"complex_ok": rotary._complex_ok,
          "scaled_q": axial.AxialMixer.scaled_q, "windowed": axial.WINDOWED_IF_WINDOWS}
 
 
@@ -32,8 +32,6 @@ SWITCHES = {
     "windowed_inference": lambda on: setattr(axial, "WINDOWED_IF_WINDOWS", _ORIG["windowed"] if on else ()),
     # float32 CPU projections on oneDNN vs F.linear (MKL)
     "onednn_linear": lambda on: setattr(linear, "ONEDNN", on),
-    # float32 CPU attention over short sequences as matmul-softmax-matmul vs the fused SDPA kernel
-    "explicit_attention": lambda on: setattr(attention, "EXPLICIT_MAX_LEN", _ORIG["explicit_len"] if on else 0),
 }
 
 

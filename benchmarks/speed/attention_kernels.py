@@ -4,9 +4,11 @@
 
 One forward at the given batch records every `biased_attention` call (shapes, strides and bias); each distinct call
 is then timed alone, in float32 on CPU, forward only (inference) and forward + backward (training), for both kernels.
-The kernels alternate within each repeat and the best repeat is kept. These are the calls in isolation; the
-whole-model effect of the choice is measured by `ab_switch.py explicit_attention`, and the two differ: in inference
-the explicit form's calls are faster here, yet the whole model was not (see `swinrmt/layers/attention.py`).
+The kernels alternate within each repeat and the best repeat is kept. These are the calls in isolation. The
+explicit form's training calls are faster on short axes, but its autograd keeps the probabilities and contiguous
+copies of the strided q/k/v views: used up to 16 queries it raised gated_swinrmt_retention_tiny's training memory to
+1.21x rmt_tiny's (run_cpu_00ce41b_section1.log), and up to 64 queries rmt_tiny's by 500 MB
+(run_cpu_d0d0930_section1.log), for 2-5 % of step time. So float32 keeps the fused kernel (benchmarks/speed/README.md).
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The commands behind benchmarks/speed/README.md (CPU, 2 threads). Run from the repository root:
 #   benchmarks/speed/run_cpu.sh > benchmarks/speed/run_cpu.log 2>&1
-# Sections 1-3, 8 and 9 are the fourth session's run (2026-11-24, evening): run_cpu.log. Sections 6-7 are the third
+# Sections 1-3 and 8-10 are the fourth session's run (2026-11-24, evening): run_cpu.log. Sections 6-7 are the third
 # session's (run_cpu_session3.log), 4-5 the second session's, kept as recorded and not rerun.
 # The *_session1.json / *_session3.json files are sections 1-3 as the first / third sessions ran them.
 set -e
@@ -47,11 +47,13 @@ python benchmarks/speed/ab_switch.py scale_fold --model gated_swinrmt_retention_
 python benchmarks/speed/ab_switch.py windowed_inference --model gated_swinrmt_retention_tiny --mode infer
 python benchmarks/speed/ab_switch.py onednn_linear --model rmt_tiny --steps 8
 python benchmarks/speed/ab_switch.py onednn_linear --model rmt_tiny --steps 8 --stem-stride 4
-python benchmarks/speed/ab_switch.py explicit_attention --model rmt_tiny --mode train --steps 8
-python benchmarks/speed/ab_switch.py explicit_attention --model gated_swinrmt_retention_tiny --mode train --steps 8
-python benchmarks/speed/ab_switch.py explicit_attention --model rmt_tiny --steps 8 --stem-stride 4
 uptime
-# 9. the kernels behind the fourth session's two changes, on the models' own shapes (each call alone)
+# 9. where an inference step spends its time, per module type, timed without the profiler
+python benchmarks/speed/module_times.py --model rmt_tiny
+python benchmarks/speed/module_times.py --model rmt_tiny --stem-stride 4
+uptime
+# 10. the kernels behind the fourth session's changes, on the models' own shapes (each call alone): oneDNN
+#     projections (kept) and the explicit attention form in training (dropped: memory)
 python benchmarks/speed/gemm_kernels.py --model rmt_tiny
 python benchmarks/speed/gemm_kernels.py --model rmt_tiny --stem-stride 4
 python benchmarks/speed/attention_kernels.py --model rmt_tiny

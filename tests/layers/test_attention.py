@@ -50,26 +50,3 @@ def test_low_precision_cpu_avoids_the_slow_fused_kernel():
     torch.testing.assert_close(biased_attention(q, k, v, bias).float(),
                                F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=bias),
                                atol=3e-2, rtol=3e-2)
-
-
-def test_float32_cpu_training_uses_the_explicit_form_and_inference_the_fused_kernel():
-    """Short sequences: explicit when a backward will run (its backward measured faster), fused otherwise."""
-    from torch.profiler import profile
-
-    from swinrmt.layers import attention
-
-    torch.manual_seed(0)
-    q, k, v = (torch.randn(4, 2, 16, 8) for _ in range(3))
-    bias = torch.randn(1, 2, 16, 16)
-    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
-    with profile() as prof:
-        y = biased_attention(*leaves, bias)
-    assert not any("flash_attention" in e.key for e in prof.key_averages())
-    with torch.inference_mode(), profile() as prof:
-        y_inf = biased_attention(q, k, v, bias)
-    assert any("flash_attention" in e.key for e in prof.key_averages())
-    torch.testing.assert_close(y.detach(), y_inf, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(y_inf.double(), _reference(q.double(), k.double(), v.double(), bias, None),
-                               atol=1e-5, rtol=1e-5)
-    long_q = torch.randn(1, 1, attention.EXPLICIT_MAX_LEN + 1, 8, requires_grad=True)
-    assert not attention.uses_explicit(long_q, long_q, long_q)

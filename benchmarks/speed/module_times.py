@@ -1,0 +1,84 @@
+"""Where an inference step spends its time, per module type, timed without the profiler.
+
+    python benchmarks/speed/module_times.py [--model rmt_tiny] [--img-size 64] [--batch 64] [--stem-stride 4]
+
+torch.profiler inflates small and memory-bound ops several-fold on this machine (it showed 52 ms for a GELU that
+takes 5 ms), so this times modules with forward hooks and `time.perf_counter` instead. Each module's time is its
+*self* time: what its children took is subtracted, so a mixer's row is its attention core, rotary and glue (and the
+q projection, a function call with the scale folded into the weight), and its other projections count under Linear.
+GFLOP/s per row uses the FLOP counter's per-module figures (2 x MACs). Inference only: hooks see no backward.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import time
+
+import torch
+
+from swinrmt.flops import count_forward_flops
+from swinrmt.registry import create_model
+from swinrmt.runtime import keep_freed_memory
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="rmt_tiny")
+    p.add_argument("--img-size", type=int, default=64)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--stem-stride", type=int, default=None)
+    p.add_argument("--steps", type=int, default=4)
+    a = p.parse_args()
+    keep_freed_memory()
+    kwargs = {"stem_stride": a.stem_stride} if a.stem_stride else {}
+    model = create_model(a.model, num_classes=100, img_size=a.img_size, **kwargs).eval()
+    _, per_module = count_forward_flops(model, a.img_size, batch=a.batch, by_module=True)
+    names = {mod: name for name, mod in model.named_modules()}
+    self_time: collections.Counter = collections.Counter()
+    self_flops: collections.Counter = collections.Counter()
+    stack: list[list[float]] = []  # [start, time spent in children]
+
+    def pre(mod, inp):
+        stack.append([time.perf_counter(), 0.0])
+
+    def post(mod, inp, out):
+        start, children = stack.pop()
+        total = time.perf_counter() - start
+        self_time[type(mod).__name__] += total - children
+        if stack:
+            stack[-1][1] += total
+
+    for mod in model.modules():
+        if mod is not model:
+            mod.register_forward_pre_hook(pre)
+            mod.register_forward_hook(post)
+    # FLOPs of a module type, minus what its children of another type account for
+    for mod, name in names.items():
+        if mod is model:
+            continue
+        own = per_module.get(name, 0) - sum(per_module.get(names[c], 0) for c in mod.children())
+        self_flops[type(mod).__name__] += own
+    x = torch.randn(a.batch, 3, a.img_size, a.img_size)
+    with torch.inference_mode():
+        model(x)
+        self_time.clear()
+        t0 = time.perf_counter()
+        for _ in range(a.steps):
+            model(x)
+        step = (time.perf_counter() - t0) / a.steps
+    stem = f" stem {a.stem_stride}" if a.stem_stride else ""
+    print(f"{a.model}{stem}, batch {a.batch} at {a.img_size} px, inference, {torch.get_num_threads()} threads: "
+          f"{step * 1e3:.0f} ms per step (mean of {a.steps}, hooks included)")
+    print("| module type (self time) | ms per step | share | GFLOP | GFLOP/s |")
+    print("|---|---:|---:|---:|---:|")
+    for kind, t in sorted(self_time.items(), key=lambda kv: -kv[1]):
+        ms = t / a.steps * 1e3
+        if ms < 0.5:
+            continue
+        gflop = self_flops.get(kind, 0) / 1e9
+        rate = f"{gflop / (ms / 1e3):.0f}" if gflop > 0.05 else "-"
+        print(f"| {kind} | {ms:.1f} | {100 * ms / (step * 1e3):.0f} % | {gflop:.2f} | {rate} |")
+
+
+if __name__ == "__main__":
+    main()
