@@ -52,12 +52,15 @@ def main() -> None:
         if mod is not model:
             mod.register_forward_pre_hook(pre)
             mod.register_forward_hook(post)
-    # FLOPs of a module type, minus what its children of another type account for
+    def counted(mod) -> int:
+        """FLOPs the counter attributes to `mod`; containers it never calls (ModuleList) sum their children."""
+        name = names[mod]
+        return per_module[name] if name in per_module else sum(counted(c) for c in mod.children())
+
+    # a module's own FLOPs: its count minus what its children account for
     for mod, name in names.items():
-        if mod is model:
-            continue
-        own = per_module.get(name, 0) - sum(per_module.get(names[c], 0) for c in mod.children())
-        self_flops[type(mod).__name__] += own
+        if mod is not model and name in per_module:
+            self_flops[type(mod).__name__] += per_module[name] - sum(counted(c) for c in mod.children())
     x = torch.randn(a.batch, 3, a.img_size, a.img_size)
     with torch.inference_mode():
         model(x)

@@ -51,6 +51,9 @@ uptime
 # 9. where an inference step spends its time, per module type, timed without the profiler
 python benchmarks/speed/module_times.py --model rmt_tiny
 python benchmarks/speed/module_times.py --model rmt_tiny --stem-stride 4
+# (appended after the run) the same with the projections on F.linear (MKL), and the depthwise convs' gradients
+SWINRMT_CPU_LINEAR=aten python benchmarks/speed/module_times.py --model rmt_tiny
+python benchmarks/speed/dwconv_backward.py --model rmt_tiny --stem-stride 4
 uptime
 # 10. the kernels behind the fourth session's changes, on the models' own shapes (each call alone): oneDNN
 #     projections (kept) and the explicit attention form in training (dropped: memory)

@@ -1,0 +1,85 @@
+"""Depthwise-conv forward against its input and weight gradients, on a model's own depthwise convs (CPE, LCE, FFN).
+
+    python benchmarks/speed/dwconv_backward.py [--model rmt_tiny] [--img-size 64] [--batch 64] [--stem-stride 4]
+
+One forward records every depthwise conv's input shape and kernel size; each is then timed alone in float32 on CPU
+(channels-last, as the blocks run them, on the kernel torch picks: oneDNN): the forward, the input gradient and the
+weight + bias gradient (`aten.convolution_backward` with one output mask each), best of the repeats. This is where
+the stem-4 training step loses the most time outside the GEMMs; the 5x5 weight gradient stands out.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from swinrmt.registry import create_model
+from swinrmt.runtime import keep_freed_memory
+
+
+def best_ms(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times) * 1e3
+
+
+def depthwise_calls(model: str, img_size: int, batch: int, kwargs: dict) -> collections.Counter:
+    m = create_model(model, num_classes=100, img_size=img_size, **kwargs).eval()
+    calls: collections.Counter = collections.Counter()
+
+    def hook(mod, inp, out):
+        calls[(tuple(inp[0].shape), mod.kernel_size[0])] += 1
+
+    for mod in m.modules():
+        if isinstance(mod, nn.Conv2d) and mod.groups == mod.in_channels > 1:
+            mod.register_forward_hook(hook)
+    with torch.inference_mode():
+        m(torch.randn(batch, 3, img_size, img_size))
+    return calls
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="rmt_tiny")
+    p.add_argument("--img-size", type=int, default=64)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--stem-stride", type=int, default=None)
+    p.add_argument("--repeats", type=int, default=5)
+    a = p.parse_args()
+    keep_freed_memory()
+    kwargs = {"stem_stride": a.stem_stride} if a.stem_stride else {}
+    stem = f" stem {a.stem_stride}" if a.stem_stride else ""
+    print(f"{a.model}{stem}, batch {a.batch} at {a.img_size} px, {torch.get_num_threads()} threads; best of "
+          f"{a.repeats}, ms per call")
+    print("| input (B, C, H, W) | kernel | calls | forward | input grad | weight grad | weight grad / forward |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    totals: collections.Counter = collections.Counter()
+    for (shape, k), count in sorted(depthwise_calls(a.model, a.img_size, a.batch, kwargs).items()):
+        b, c, h, w = shape
+        x = torch.randn(b, h, w, c).permute(0, 3, 1, 2)  # channels-last, as DWConv passes its (B, H, W, C) map
+        g = torch.randn(b, h, w, c).permute(0, 3, 1, 2)
+        weight, bias = torch.randn(c, 1, k, k), torch.randn(c)
+
+        def grads(mask):
+            return torch.ops.aten.convolution_backward(g, x, weight, [c], [1, 1], [k // 2] * 2, [1, 1], False,
+                                                       [0, 0], c, mask)
+
+        fwd = best_ms(lambda: F.conv2d(x, weight, bias, padding=k // 2, groups=c), a.repeats)
+        gin = best_ms(lambda: grads([True, False, False]), a.repeats)
+        gw = best_ms(lambda: grads([False, True, True]), a.repeats)
+        for name, v in (("forward", fwd), ("input grad", gin), ("weight grad", gw)):
+            totals[name] += v * count
+        print(f"| {shape} | {k}x{k} | {count} | {fwd:.2f} | {gin:.2f} | {gw:.2f} | {gw / fwd:.1f} |")
+    print("| total per step | | | " + " | ".join(f"{v:.1f}" for v in totals.values()) + " | |")
+
+
+if __name__ == "__main__":
+    main()
