@@ -86,8 +86,10 @@ def _peak_kernels(a: torch.Tensor, b: torch.Tensor) -> dict[str, Any]:
     """The large-GEMM kernels the models' own layers can reach: aten's mm (MKL on CPU, cuBLAS on CUDA) and, for CPU
     float32/bfloat16, oneDNN's linear (`swinrmt.layers.linear` runs the projections on it; on AMD CPUs it beats MKL
     by about 20 %, so a peak measured with mm alone would let layers run above "peak")."""
+    from .layers.linear import HAVE_ONEDNN_LINEAR
+
     kernels: dict[str, Any] = {"aten.mm": lambda: a @ b}
-    if a.device.type == "cpu" and a.dtype in (torch.float32, torch.bfloat16) and torch.backends.mkldnn.is_available():
+    if a.device.type == "cpu" and a.dtype in (torch.float32, torch.bfloat16) and HAVE_ONEDNN_LINEAR:
         bt = b.t().contiguous()
         kernels["onednn"] = lambda: torch.ops.mkldnn._linear_pointwise(a, bt, None, "none", [], "")
     return kernels
@@ -301,7 +303,8 @@ def _run_bench(models, img_size, batch, modes, precisions, steps, warmup, dev, c
         report.setdefault("peak_flops_by_kernel", {})[precision] = by_kernel
         peaks.append(max(by_kernel.values()))
         rates = ", ".join(f"{k} {v / 1e9:.1f}" for k, v in by_kernel.items())
-        log(f"peak {precision} matmul: {peaks[-1] / 1e9:.1f} GFLOP/s ({rates}; {dev}, {torch.get_num_threads()} threads)")
+        log(f"peak {precision} matmul: {peaks[-1] / 1e9:.1f} GFLOP/s ({rates}; {dev}, "
+            f"{torch.get_num_threads()} threads)")
         for mode in modes:
             runners = [_Runner(n, mode, precision, img_size, batch, dev, num_classes, compile, model_kwargs)
                        for n in models]

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import collections
-import time
 
 import torch
 import torch.nn.functional as F
 
+from _common import add_model_args, best_ms, model_kwargs, model_label
 from swinrmt.layers import attention
 from swinrmt.layers.mixers import axial, masa, window_msa
 from swinrmt.registry import create_model
@@ -57,18 +57,6 @@ def record_calls(model: str, img_size: int, batch: int, kwargs: dict) -> collect
     return calls
 
 
-def best_ms(fns: dict, repeats: int) -> dict[str, float]:
-    times = {k: [] for k in fns}
-    for fn in fns.values():
-        fn()
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-    return {k: min(v) * 1e3 for k, v in times.items()}
-
-
 def strided(shape, stride, requires_grad=False) -> torch.Tensor:
     """A tensor with the recorded shape and strides (a view of a fresh buffer, as the mixers pass them)."""
     size = 1 + sum((n - 1) * s for n, s in zip(shape, stride))
@@ -79,17 +67,13 @@ def strided(shape, stride, requires_grad=False) -> torch.Tensor:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="rmt_tiny")
-    p.add_argument("--img-size", type=int, default=64)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--stem-stride", type=int, default=None)
+    add_model_args(p)
     p.add_argument("--repeats", type=int, default=6)
     a = p.parse_args()
     keep_freed_memory()
     torch.manual_seed(0)
-    kwargs = {"stem_stride": a.stem_stride} if a.stem_stride else {}
-    print(f"{a.model}{' stem ' + str(a.stem_stride) if a.stem_stride else ''}, batch {a.batch} at {a.img_size} px, "
-          f"{torch.get_num_threads()} threads; best of {a.repeats}, ms per call")
+    kwargs = model_kwargs(a)
+    print(f"{model_label(a)}, {torch.get_num_threads()} threads; best of {a.repeats}, ms per call")
     print("| q shape | calls | infer fused | infer explicit | ratio | train fused | train explicit | ratio |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     totals: collections.Counter = collections.Counter()

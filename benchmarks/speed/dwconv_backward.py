@@ -11,24 +11,14 @@ from __future__ import annotations
 
 import argparse
 import collections
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from _common import add_model_args, best_ms, model_kwargs, model_label
 from swinrmt.registry import create_model
 from swinrmt.runtime import keep_freed_memory
-
-
-def best_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times) * 1e3
 
 
 def depthwise_calls(model: str, img_size: int, batch: int, kwargs: dict) -> collections.Counter:
@@ -48,17 +38,12 @@ def depthwise_calls(model: str, img_size: int, batch: int, kwargs: dict) -> coll
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="rmt_tiny")
-    p.add_argument("--img-size", type=int, default=64)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--stem-stride", type=int, default=None)
+    add_model_args(p)
     p.add_argument("--repeats", type=int, default=5)
     a = p.parse_args()
     keep_freed_memory()
-    kwargs = {"stem_stride": a.stem_stride} if a.stem_stride else {}
-    stem = f" stem {a.stem_stride}" if a.stem_stride else ""
-    print(f"{a.model}{stem}, batch {a.batch} at {a.img_size} px, {torch.get_num_threads()} threads; best of "
-          f"{a.repeats}, ms per call")
+    kwargs = model_kwargs(a)
+    print(f"{model_label(a)}, {torch.get_num_threads()} threads; best of {a.repeats}, ms per call")
     print("| input (B, C, H, W) | kernel | calls | forward | input grad | weight grad | weight grad / forward |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     totals: collections.Counter = collections.Counter()
@@ -72,9 +57,9 @@ def main() -> None:
             return torch.ops.aten.convolution_backward(g, x, weight, [c], [1, 1], [k // 2] * 2, [1, 1], False,
                                                        [0, 0], c, mask)
 
-        fwd = best_ms(lambda: F.conv2d(x, weight, bias, padding=k // 2, groups=c), a.repeats)
-        gin = best_ms(lambda: grads([True, False, False]), a.repeats)
-        gw = best_ms(lambda: grads([False, True, True]), a.repeats)
+        r = best_ms({"fwd": lambda: F.conv2d(x, weight, bias, padding=k // 2, groups=c),
+                     "gin": lambda: grads([True, False, False]), "gw": lambda: grads([False, True, True])}, a.repeats)
+        fwd, gin, gw = r["fwd"], r["gin"], r["gw"]
         for name, v in (("forward", fwd), ("input grad", gin), ("weight grad", gw)):
             totals[name] += v * count
         print(f"| {shape} | {k}x{k} | {count} | {fwd:.2f} | {gin:.2f} | {gw:.2f} | {gw / fwd:.1f} |")

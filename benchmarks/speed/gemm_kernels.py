@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import collections
-import time
 
 import torch
 import torch.nn.functional as F
 
+from _common import add_model_args, best_ms, model_kwargs, model_label
 from swinrmt.layers import linear as L
 from swinrmt.registry import create_model
 from swinrmt.runtime import keep_freed_memory
@@ -27,18 +27,6 @@ from swinrmt.runtime import keep_freed_memory
 
 def onednn(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")
-
-
-def best_ms(fns: dict, repeats: int) -> dict[str, float]:
-    times = {k: [] for k in fns}
-    for fn in fns.values():
-        fn()
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-    return {k: min(v) * 1e3 for k, v in times.items()}
 
 
 def projection_shapes(model: str, img_size: int, batch: int, kwargs: dict) -> collections.Counter:
@@ -62,18 +50,13 @@ def projection_shapes(model: str, img_size: int, batch: int, kwargs: dict) -> co
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="rmt_tiny")
-    p.add_argument("--img-size", type=int, default=64)
-    p.add_argument("--batch", type=int, default=64)
+    add_model_args(p)
     p.add_argument("--repeats", type=int, default=8)
-    p.add_argument("--stem-stride", type=int, default=None)
     a = p.parse_args()
-    kwargs = {"stem_stride": a.stem_stride} if a.stem_stride else {}
+    kwargs = model_kwargs(a)
     keep_freed_memory()
     torch.manual_seed(0)
-    stem = f" stem {a.stem_stride}" if a.stem_stride else ""
-    print(f"{a.model}{stem}, batch {a.batch} at {a.img_size} px, {torch.get_num_threads()} threads; "
-          f"best of {a.repeats} (ms, GFLOP/s)")
+    print(f"{model_label(a)}, {torch.get_num_threads()} threads; best of {a.repeats} (ms, GFLOP/s)")
     print("| rows x in x out | count | fwd F.linear | fwd oneDNN | dX mm | dX oneDNN | dW mm |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     totals: collections.Counter = collections.Counter()

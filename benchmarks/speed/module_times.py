@@ -16,6 +16,7 @@ import time
 
 import torch
 
+from _common import add_model_args, model_kwargs, model_label
 from swinrmt.flops import count_forward_flops
 from swinrmt.registry import create_model
 from swinrmt.runtime import keep_freed_memory
@@ -23,14 +24,11 @@ from swinrmt.runtime import keep_freed_memory
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="rmt_tiny")
-    p.add_argument("--img-size", type=int, default=64)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--stem-stride", type=int, default=None)
+    add_model_args(p)
     p.add_argument("--steps", type=int, default=4)
     a = p.parse_args()
     keep_freed_memory()
-    kwargs = {"stem_stride": a.stem_stride} if a.stem_stride else {}
+    kwargs = model_kwargs(a)
     model = create_model(a.model, num_classes=100, img_size=a.img_size, **kwargs).eval()
     _, per_module = count_forward_flops(model, a.img_size, batch=a.batch, by_module=True)
     names = {mod: name for name, mod in model.named_modules()}
@@ -69,9 +67,8 @@ def main() -> None:
         for _ in range(a.steps):
             model(x)
         step = (time.perf_counter() - t0) / a.steps
-    stem = f" stem {a.stem_stride}" if a.stem_stride else ""
-    print(f"{a.model}{stem}, batch {a.batch} at {a.img_size} px, inference, {torch.get_num_threads()} threads: "
-          f"{step * 1e3:.0f} ms per step (mean of {a.steps}, hooks included)")
+    print(f"{model_label(a)}, inference, {torch.get_num_threads()} threads: {step * 1e3:.0f} ms per step "
+          f"(mean of {a.steps}, hooks included)")
     print("| module type (self time) | ms per step | share | GFLOP | GFLOP/s |")
     print("|---|---:|---:|---:|---:|")
     for kind, t in sorted(self_time.items(), key=lambda kv: -kv[1]):

@@ -35,8 +35,10 @@ def kernel_from_env(value: str | None) -> bool:
 # The input gradient goes to oneDNN from this many rows (tokens x batch) on; below, the transposed-weight copy it
 # needs costs more than it saves (benchmarks/speed/gemm_kernels.py --stem-stride 4: 1024 rows and fewer lost).
 DX_MIN_ROWS = 4096
+# Whether this torch build has oneDNN's linear op (every x86 CPU wheel does).
+HAVE_ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 # Whether float32 CPU projections may use oneDNN; also the switch of benchmarks/speed/ab_switch.py.
-ONEDNN = kernel_from_env(os.environ.get("SWINRMT_CPU_LINEAR")) and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+ONEDNN = kernel_from_env(os.environ.get("SWINRMT_CPU_LINEAR")) and HAVE_ONEDNN_LINEAR
 
 
 def onednn_ok(x: torch.Tensor, weight: torch.Tensor) -> bool:

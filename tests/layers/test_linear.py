@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from swinrmt.layers import linear as L
 from swinrmt.layers.linear import Linear, linear, onednn_ok
 
-pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this torch build has no oneDNN")
+pytestmark = pytest.mark.skipif(not L.HAVE_ONEDNN_LINEAR, reason="this torch build has no oneDNN linear op")
 
 
 def _onednn_calls(fn) -> int:
