@@ -1,20 +1,39 @@
-"""What the per-kernel benchmark scripts of this folder share: the model arguments and the interleaved best-of timer."""
+"""What the per-kernel benchmark scripts of this folder share: arguments, the model, one recording forward, a timer."""
 from __future__ import annotations
 
 import argparse
 import time
 from typing import Callable
 
+import torch
+import torch.nn as nn
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
+from swinrmt.registry import create_model
+from swinrmt.runtime import keep_freed_memory
+
+
+def parse_args(doc: str, count: str, default: int) -> argparse.Namespace:
+    """The model arguments plus one count (`--repeats` or `--steps`); applies the allocator setting bench uses."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument("--model", default="rmt_tiny")
     p.add_argument("--img-size", type=int, default=64)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--stem-stride", type=int, default=None, help="4: the public RMT-T layout at 64 px")
+    p.add_argument(f"--{count}", type=int, default=default)
+    a = p.parse_args()
+    keep_freed_memory()
+    return a
 
 
-def model_kwargs(a: argparse.Namespace) -> dict:
-    return {"stem_stride": a.stem_stride} if a.stem_stride else {}
+def build_model(a: argparse.Namespace) -> nn.Module:
+    kwargs = {"stem_stride": a.stem_stride} if a.stem_stride else {}
+    return create_model(a.model, num_classes=100, img_size=a.img_size, **kwargs).eval()
+
+
+def one_forward(model: nn.Module, a: argparse.Namespace) -> None:
+    """One inference forward of a random batch: what the scripts record their calls from."""
+    with torch.inference_mode():
+        model(torch.randn(a.batch, 3, a.img_size, a.img_size))
 
 
 def model_label(a: argparse.Namespace) -> str:

@@ -12,17 +12,14 @@ copies of the strided q/k/v views: used up to 16 queries it raised gated_swinrmt
 """
 from __future__ import annotations
 
-import argparse
 import collections
 
 import torch
 import torch.nn.functional as F
 
-from _common import add_model_args, best_ms, model_kwargs, model_label
+from _common import best_ms, build_model, model_label, one_forward, parse_args
 from swinrmt.layers import attention
 from swinrmt.layers.mixers import axial, masa, window_msa
-from swinrmt.registry import create_model
-from swinrmt.runtime import keep_freed_memory
 
 USERS = (axial, masa, window_msa)  # the modules that call biased_attention
 
@@ -37,8 +34,8 @@ def fused(q, k, v, bias):
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)
 
 
-def record_calls(model: str, img_size: int, batch: int, kwargs: dict) -> collections.Counter:
-    m = create_model(model, num_classes=100, img_size=img_size, **kwargs).eval()
+def record_calls(a) -> collections.Counter:
+    m = build_model(a)
     calls: collections.Counter = collections.Counter()
     run = attention.biased_attention
 
@@ -49,8 +46,7 @@ def record_calls(model: str, img_size: int, batch: int, kwargs: dict) -> collect
     for mod in USERS:
         mod.biased_attention = record
     try:
-        with torch.inference_mode():
-            m(torch.randn(batch, 3, img_size, img_size))
+        one_forward(m, a)
     finally:
         for mod in USERS:
             mod.biased_attention = run
@@ -66,18 +62,13 @@ def strided(shape, stride, requires_grad=False) -> torch.Tensor:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_model_args(p)
-    p.add_argument("--repeats", type=int, default=6)
-    a = p.parse_args()
-    keep_freed_memory()
+    a = parse_args(__doc__, "repeats", 6)
     torch.manual_seed(0)
-    kwargs = model_kwargs(a)
     print(f"{model_label(a)}, {torch.get_num_threads()} threads; best of {a.repeats}, ms per call")
     print("| q shape | calls | infer fused | infer explicit | ratio | train fused | train explicit | ratio |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     totals: collections.Counter = collections.Counter()
-    for spec, count in record_calls(a.model, a.img_size, a.batch, kwargs).items():
+    for spec, count in record_calls(a).items():
         (qs, qst), (ks, kst), (vs, vst), (bs, bst) = spec
         q, k, v = strided(qs, qst), strided(ks, kst), strided(vs, vst)
         bias = torch.randn(bs)

@@ -9,20 +9,17 @@ the stem-4 training step loses the most time outside the GEMMs; the 5x5 weight g
 """
 from __future__ import annotations
 
-import argparse
 import collections
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from _common import add_model_args, best_ms, model_kwargs, model_label
-from swinrmt.registry import create_model
-from swinrmt.runtime import keep_freed_memory
+from _common import best_ms, build_model, model_label, one_forward, parse_args
 
 
-def depthwise_calls(model: str, img_size: int, batch: int, kwargs: dict) -> collections.Counter:
-    m = create_model(model, num_classes=100, img_size=img_size, **kwargs).eval()
+def depthwise_calls(a) -> collections.Counter:
+    m = build_model(a)
     calls: collections.Counter = collections.Counter()
 
     def hook(mod, inp, out):
@@ -31,23 +28,17 @@ def depthwise_calls(model: str, img_size: int, batch: int, kwargs: dict) -> coll
     for mod in m.modules():
         if isinstance(mod, nn.Conv2d) and mod.groups == mod.in_channels > 1:
             mod.register_forward_hook(hook)
-    with torch.inference_mode():
-        m(torch.randn(batch, 3, img_size, img_size))
+    one_forward(m, a)
     return calls
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_model_args(p)
-    p.add_argument("--repeats", type=int, default=5)
-    a = p.parse_args()
-    keep_freed_memory()
-    kwargs = model_kwargs(a)
+    a = parse_args(__doc__, "repeats", 5)
     print(f"{model_label(a)}, {torch.get_num_threads()} threads; best of {a.repeats}, ms per call")
     print("| input (B, C, H, W) | kernel | calls | forward | input grad | weight grad | weight grad / forward |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     totals: collections.Counter = collections.Counter()
-    for (shape, k), count in sorted(depthwise_calls(a.model, a.img_size, a.batch, kwargs).items()):
+    for (shape, k), count in sorted(depthwise_calls(a).items()):
         b, c, h, w = shape
         x = torch.randn(b, h, w, c).permute(0, 3, 1, 2)  # channels-last, as DWConv passes its (B, H, W, C) map
         g = torch.randn(b, h, w, c).permute(0, 3, 1, 2)

@@ -13,25 +13,22 @@ weight each shape by its count in the model: that is the projection time of one 
 """
 from __future__ import annotations
 
-import argparse
 import collections
 
 import torch
 import torch.nn.functional as F
 
-from _common import add_model_args, best_ms, model_kwargs, model_label
+from _common import best_ms, build_model, model_label, one_forward, parse_args
 from swinrmt.layers import linear as L
-from swinrmt.registry import create_model
-from swinrmt.runtime import keep_freed_memory
 
 
 def onednn(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")
 
 
-def projection_shapes(model: str, img_size: int, batch: int, kwargs: dict) -> collections.Counter:
+def projection_shapes(a) -> collections.Counter:
     """(rows, in, out) -> count over one inference forward, read where every projection passes: `linear._onednn`."""
-    m = create_model(model, num_classes=100, img_size=img_size, **kwargs).eval()
+    m = build_model(a)
     shapes: collections.Counter = collections.Counter()
     run = L._onednn
 
@@ -41,27 +38,21 @@ def projection_shapes(model: str, img_size: int, batch: int, kwargs: dict) -> co
 
     L._onednn = record
     try:
-        with torch.inference_mode():
-            m(torch.randn(batch, 3, img_size, img_size))
+        one_forward(m, a)
     finally:
         L._onednn = run
     return shapes
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_model_args(p)
-    p.add_argument("--repeats", type=int, default=8)
-    a = p.parse_args()
-    kwargs = model_kwargs(a)
-    keep_freed_memory()
+    a = parse_args(__doc__, "repeats", 8)
     torch.manual_seed(0)
     print(f"{model_label(a)}, {torch.get_num_threads()} threads; best of {a.repeats} (ms, GFLOP/s)")
     print("| rows x in x out | count | fwd F.linear | fwd oneDNN | dX mm | dX oneDNN | dW mm |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     totals: collections.Counter = collections.Counter()
     with torch.inference_mode():
-        for (rows, k, n), count in sorted(projection_shapes(a.model, a.img_size, a.batch, kwargs).items()):
+        for (rows, k, n), count in sorted(projection_shapes(a).items()):
             x, w, b, g = torch.randn(rows, k), torch.randn(n, k), torch.randn(n), torch.randn(rows, n)
             r = best_ms({"fwd F.linear": lambda: F.linear(x, w, b), "fwd oneDNN": lambda: onednn(x, w),
                          "dX mm": lambda: g.mm(w), "dX oneDNN": lambda: onednn(g, w.t().contiguous()),

@@ -10,26 +10,18 @@ GFLOP/s per row uses the FLOP counter's per-module figures (2 x MACs). Inference
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import time
 
 import torch
 
-from _common import add_model_args, model_kwargs, model_label
+from _common import build_model, model_label, parse_args
 from swinrmt.flops import count_forward_flops
-from swinrmt.registry import create_model
-from swinrmt.runtime import keep_freed_memory
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_model_args(p)
-    p.add_argument("--steps", type=int, default=4)
-    a = p.parse_args()
-    keep_freed_memory()
-    kwargs = model_kwargs(a)
-    model = create_model(a.model, num_classes=100, img_size=a.img_size, **kwargs).eval()
+    a = parse_args(__doc__, "steps", 4)
+    model = build_model(a)
     _, per_module = count_forward_flops(model, a.img_size, batch=a.batch, by_module=True)
     names = {mod: name for name, mod in model.named_modules()}
     self_time: collections.Counter = collections.Counter()
