@@ -14,7 +14,7 @@ import statistics
 import torch
 
 from swinrmt.bench import _Runner
-from swinrmt.layers import linear, rotary
+from swinrmt.layers import conv, linear, rotary
 from swinrmt.layers.mixers import axial
 from swinrmt.runtime import keep_freed_memory
 
@@ -32,6 +32,8 @@ SWITCHES = {
     "windowed_inference": lambda on: setattr(axial, "WINDOWED_IF_WINDOWS", _ORIG["windowed"] if on else ()),
     # float32 CPU projections on oneDNN vs F.linear (MKL)
     "onednn_linear": lambda on: setattr(linear, "ONEDNN", on),
+    # depthwise weight gradients in column groups of at most 3 (pre-padded on small maps) vs aten's
+    "dw_weight_grad": lambda on: setattr(conv, "FAST_WEIGHT_GRAD", on),
 }
 
 

@@ -3,17 +3,91 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+
+from .eager import plain_eager_fp32_cpu
+
+
+# Whether depthwise convs in float32 CPU training take `DepthwiseConv2d`'s weight gradient (the switch of
+# benchmarks/speed/ab_switch.py).
+FAST_WEIGHT_GRAD = torch.backends.mkldnn.is_available()
+
+
+def depthwise_weight_grad(grad: torch.Tensor, x: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
+    """dL/dW (C, 1, kh, kw) of a stride-1, same-padded depthwise conv, on the oneDNN kernels that are fast.
+
+    oneDNN's depthwise weight gradient is fast only for kernels at most 3 wide, and only where the conv does not pad
+    a map smaller than the kernel: a 5x5 kernel measured 7-15x slower than two 5x3-wide ones, and a 3x3 kernel on a
+    2x2 map 6-13x slower than on the pre-padded map (torch 2.13, 2 cores; benchmarks/speed/dwconv_backward.py). So
+    the kernel's columns go in groups of at most 3, each over its own shifted copy of the input, and small maps are
+    padded first. Built from differentiable ops, so double backward works.
+    """
+    c, h, w = x.shape[1], x.shape[2], x.shape[3]
+    ph, pw = kh // 2, kw // 2
+    small = min(h, w) < max(kh, kw)
+    parts = []
+    for c0 in range(0, kw, 3):
+        n = min(3, kw - c0)
+        left = pw - c0  # tap c0 + t reads input column j + c0 + t - pw; a negative pad crops
+        if kw <= 3 and not small:
+            xs, pad = x, [ph, pw]
+        else:
+            xs = F.pad(x, (left, n - 1 - left) + ((ph, ph) if small else (0, 0)))
+            pad = [0 if small else ph, 0]
+        shape_only = x.new_empty(c, 1, kh, n)
+        parts.append(torch.ops.aten.convolution_backward(
+            grad, xs, shape_only, None, [1, 1], pad, [1, 1], False, [0, 0], c, [False, True, False])[1])
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+
+class DepthwiseConv2d(torch.autograd.Function):
+    """A stride-1, same-padded depthwise conv whose weight gradient is `depthwise_weight_grad`.
+
+    The forward and the input gradient are the aten convolution's; `tests/layers/test_conv.py` holds the gradients
+    equal to aten's.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return F.conv2d(x, weight, bias, 1, (weight.shape[-2] // 2, weight.shape[-1] // 2), 1, weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad
+        kh, kw = weight.shape[-2:]
+        c = weight.shape[0]
+        gx = gw = gb = None
+        if need_x:
+            gx = torch.ops.aten.convolution_backward(grad, x, weight, None, [1, 1], [kh // 2, kw // 2], [1, 1], False,
+                                                     [0, 0], c, [True, False, False])[0]
+        if need_w:
+            gw = depthwise_weight_grad(grad, x, kh, kw)
+        if need_b and ctx.has_bias:  # not through oneDNN, which computes it with the weight gradient
+            gb = grad.sum((0, 2, 3))
+        return gx, gw, gb
 
 
 class DWConv(nn.Module):
-    """Depthwise k x k conv on a channels-last (B, H, W, C) map; CPE uses k = 3, LCE k = 5."""
+    """Depthwise k x k conv (odd k, same padding) on a channels-last (B, H, W, C) map; CPE uses k = 3, LCE k = 5."""
 
     def __init__(self, dim: int, kernel_size: int = 3):
         super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"DWConv needs an odd kernel size (same padding), got {kernel_size}")
         self.conv = nn.Conv2d(dim, dim, kernel_size, 1, kernel_size // 2, groups=dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        x = x.permute(0, 3, 1, 2)
+        w, b = self.conv.weight, self.conv.bias
+        k = w.shape[-1]
+        if (FAST_WEIGHT_GRAD and w.requires_grad and torch.is_grad_enabled() and plain_eager_fp32_cpu(x, w)
+                and x.dim() == 4 and (k > 3 or min(x.shape[-2:]) < k)):
+            # only where aten's weight gradient is slow (see depthwise_weight_grad)
+            return DepthwiseConv2d.apply(x, w, b).permute(0, 2, 3, 1)
+        return self.conv(x).permute(0, 2, 3, 1)
 
 
 class ConvStem(nn.Module):

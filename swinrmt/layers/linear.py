@@ -20,6 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .eager import plain_eager_fp32_cpu
+
 CHOICES = ("onednn", "aten")
 
 
@@ -43,17 +45,8 @@ ONEDNN = kernel_from_env(os.environ.get("SWINRMT_CPU_LINEAR")) and HAVE_ONEDNN_L
 
 def onednn_ok(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether this projection may run on oneDNN: float32 on CPU, eager, no autocast, mode or transform active."""
-    if not ONEDNN or torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting():
-        return False  # compilers pick their own kernels; tracers and exporters must see aten::linear
-    if torch.onnx.is_in_onnx_export() or torch.is_autocast_enabled("cpu"):
-        return False  # autocast would not cast the oneDNN op's inputs
-    if torch._C._len_torch_dispatch_stack() > 0:
-        return False  # a dispatch mode (the FLOP counter, fake tensors) expects aten's ops
-    if x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32:
-        return False
-    if x.dim() < 2 or x.numel() == 0 or not torch._C._get_mkldnn_enabled():
-        return False
-    return not torch._C._are_functorch_transforms_active()
+    # plain_eager_fp32_cpu first: under a tracer, x.numel() would be recorded
+    return ONEDNN and plain_eager_fp32_cpu(x, weight) and x.dim() >= 2 and x.numel() > 0
 
 
 def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

@@ -1,0 +1,23 @@
+"""When the layers may pick their own CPU kernels instead of the plain aten op.
+
+`Linear` (oneDNN GEMMs) and `DWConv` (a faster depthwise weight gradient) replace an aten op with a hand-picked
+kernel only in plain eager float32 on CPU. Compilers, tracers and exporters must see the aten op to do their own work,
+autocast would not cast a custom op's inputs, and dispatch modes (the FLOP counter, fake tensors) and functorch
+transforms expect aten's ops.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def plain_eager_fp32_cpu(*tensors: torch.Tensor) -> bool:
+    """Whether a hand-picked CPU kernel may stand in for the aten op on these float32 tensors."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting():
+        return False
+    if torch.onnx.is_in_onnx_export() or torch.is_autocast_enabled("cpu"):
+        return False
+    if torch._C._len_torch_dispatch_stack() > 0 or torch._C._are_functorch_transforms_active():
+        return False
+    if not torch._C._get_mkldnn_enabled():
+        return False
+    return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)

@@ -1,0 +1,107 @@
+"""`DWConv` computes depthwise weight gradients its own way in float32 CPU training; they must equal aten's."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from swinrmt.layers import conv
+from swinrmt.layers.conv import DWConv, depthwise_weight_grad
+
+pytestmark = pytest.mark.skipif(not conv.FAST_WEIGHT_GRAD, reason="this torch build has no oneDNN")
+
+# (H, W, kernel): wide kernels, maps smaller than the kernel, one-row and one-column maps
+CASES = [(7, 9, 5), (4, 4, 5), (2, 2, 3), (1, 6, 5), (6, 1, 5), (9, 8, 7), (2, 3, 7), (5, 5, 3)]
+
+
+def _native_grads(m: DWConv, x: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    x = x.detach().double().requires_grad_()
+    w = m.conv.weight.detach().double().requires_grad_()
+    b = m.conv.bias.detach().double().requires_grad_()
+    k = w.shape[-1]
+    y = F.conv2d(x.permute(0, 3, 1, 2), w, b, 1, k // 2, 1, w.shape[0]).permute(0, 2, 3, 1)
+    return torch.autograd.grad(y, (x, w, b), g.double())
+
+
+@pytest.mark.parametrize("h,w,k", CASES)
+def test_weight_grad_matches_aten(h, w, k):
+    torch.manual_seed(0)
+    x = torch.randn(3, 6, h, w).contiguous(memory_format=torch.channels_last)
+    g = torch.randn(3, 6, h, w).contiguous(memory_format=torch.channels_last)
+    wt = torch.randn(6, 1, k, k)
+    ref = torch.ops.aten.convolution_backward(g.double(), x.double(), wt.double(), None, [1, 1], [k // 2, k // 2],
+                                              [1, 1], False, [0, 0], 6, [False, True, False])[1]
+    torch.testing.assert_close(depthwise_weight_grad(g, x, k, k).double(), ref, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("h,w,k", CASES)
+def test_dwconv_values_and_gradients_match_aten(h, w, k):
+    torch.manual_seed(0)
+    m = DWConv(6, k)
+    x = torch.randn(2, h, w, 6, requires_grad=True)
+    y = m(x)
+    g = torch.randn_like(y)
+    got = torch.autograd.grad(y, (x, m.conv.weight, m.conv.bias), g)
+    for a, r in zip(got, _native_grads(m, x, g)):
+        torch.testing.assert_close(a.double(), r, atol=1e-4, rtol=1e-4)
+
+
+def _grad_fn(m: DWConv, x: torch.Tensor) -> str:
+    return type(m(x).grad_fn.next_functions[0][0]).__name__  # the node under the output permute
+
+
+def test_training_takes_the_fast_weight_grad_only_where_aten_is_slow():
+    """Fails if the fast weight gradient is switched off for 5x5 kernels or 3x3 kernels on 2x2 maps."""
+    x = torch.randn(2, 8, 8, 4, requires_grad=True)
+    assert _grad_fn(DWConv(4, 5), x) == "DepthwiseConv2dBackward"
+    assert _grad_fn(DWConv(4, 3), x[:, :2, :2].detach().requires_grad_()) == "DepthwiseConv2dBackward"
+    assert _grad_fn(DWConv(4, 3), x) != "DepthwiseConv2dBackward"  # aten's own is fast there
+
+
+def test_falls_back_to_aten_where_the_fast_path_does_not_apply():
+    m = DWConv(4, 5)
+    x = torch.randn(2, 8, 8, 4)
+    with torch.no_grad():
+        assert m(x).grad_fn is None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert _grad_fn(m, x) != "DepthwiseConv2dBackward"
+    assert _grad_fn(m.double(), x.double()) != "DepthwiseConv2dBackward"
+    m.float().requires_grad_(False)
+    assert m(x.requires_grad_()).grad_fn is not None
+    assert _grad_fn(m, x) != "DepthwiseConv2dBackward"  # frozen weights: no weight gradient to speed up
+
+
+def _training_flops(m: DWConv, x: torch.Tensor) -> int:
+    with FlopCounterMode(display=False) as counter:
+        m(x).sum().backward()
+    return counter.get_total_flops()
+
+
+def test_flop_count_is_unchanged(monkeypatch):
+    """The FLOP counter is a dispatch mode: it must see aten's convolution, as with the fast path switched off."""
+    m = DWConv(4, 5)
+    x = torch.randn(2, 8, 8, 4, requires_grad=True)
+    fast = _training_flops(m, x)
+    monkeypatch.setattr(conv, "FAST_WEIGHT_GRAD", False)
+    assert fast == _training_flops(m, x) > 0
+
+
+def test_double_backward_matches_aten():
+    torch.manual_seed(0)
+    m = DWConv(3, 5)
+    x = torch.randn(2, 6, 5, 3, requires_grad=True)
+    gx, gw = torch.autograd.grad(m(x).pow(2).sum(), (x, m.conv.weight), create_graph=True)
+    got = torch.autograd.grad(gx.pow(2).sum() + gw.pow(2).sum(), (x, m.conv.weight))
+    xd = x.detach().double().requires_grad_()
+    wd = m.conv.weight.detach().double().requires_grad_()
+    yd = F.conv2d(xd.permute(0, 3, 1, 2), wd, m.conv.bias.detach().double(), 1, 2, 1, 3)
+    rx, rw = torch.autograd.grad(yd.pow(2).sum(), (xd, wd), create_graph=True)
+    ref = torch.autograd.grad(rx.pow(2).sum() + rw.pow(2).sum(), (xd, wd))
+    for a, r in zip(got, ref):
+        torch.testing.assert_close(a.double(), r, atol=1e-3, rtol=1e-4)
+
+
+def test_even_kernel_is_refused():
+    with pytest.raises(ValueError, match="odd kernel size"):
+        DWConv(4, 4)
