@@ -18,7 +18,18 @@ from swinrmt.layers import conv, linear, rotary
 from swinrmt.layers.mixers import axial
 from swinrmt.runtime import keep_freed_memory
 
-_ORIG = {"complex_ok": rotary._complex_ok,
+
+
+def _mm_backward(ctx, grad):
+    """OneDNNLinear's backward before the 1x1-convolution gradients: dX on oneDNN from 4096 rows, dW on mm."""
+    x, weight = ctx.saved_tensors
+    g2 = grad.reshape(-1, grad.shape[-1])
+    gx = (grad.matmul(weight) if g2.shape[0] < 4096 else
+          torch.ops.mkldnn._linear_pointwise(grad, weight.t().contiguous(), None, "none", [], ""))
+    return gx, g2.t().mm(x.reshape(-1, x.shape[-1])), g2.sum(0) if ctx.has_bias else None
+
+
+_ORIG = {"complex_ok": rotary._complex_ok, "linear_backward": linear.OneDNNLinear.backward,
          "scaled_q": axial.AxialMixer.scaled_q, "windowed": axial.WINDOWED_IF_WINDOWS}
 
 
@@ -32,6 +43,9 @@ SWITCHES = {
     "windowed_inference": lambda on: setattr(axial, "WINDOWED_IF_WINDOWS", _ORIG["windowed"] if on else ()),
     # float32 CPU projections on oneDNN vs F.linear (MKL)
     "onednn_linear": lambda on: setattr(linear, "ONEDNN", on),
+    # projection gradients as oneDNN's 1x1-convolution backward vs oneDNN linear (dX) and mm (dW)
+    "conv1x1_grads": lambda on: setattr(linear.OneDNNLinear, "backward",
+                                        _ORIG["linear_backward"] if on else staticmethod(_mm_backward)),
     # depthwise weight gradients in column groups of at most 3 (pre-padded on small maps) vs aten's
     "dw_weight_grad": lambda on: setattr(conv, "FAST_WEIGHT_GRAD", on),
 }

@@ -6,7 +6,8 @@
 The shapes are read off the model: one forward at the given batch records every projection's (rows, in, out) and
 how often it occurs (each `swinrmt.layers.linear.linear` call). Each product is timed for the forward (F.linear
 against oneDNN's linear), the input gradient (grad @ W against oneDNN's linear with W^T) and the weight gradient
-(grad^T @ x, which `OneDNNLinear` keeps on mm; oneDNN needs transposed copies of both operands there). Kernels
+(grad^T @ x on mm), each also as oneDNN's backward of a 1x1 convolution (`linear.conv1x1_grads`, what
+`OneDNNLinear` runs; oneDNN's linear would need transposed copies of both operands for the weight gradient). Kernels
 alternate within each repeat, and the best repeat is kept, so load on a shared machine hits both alike. The totals
 weight each shape by its count in the model: that is the projection time of one step, per kernel. This is why
 `swinrmt.layers.linear` picks oneDNN.
@@ -48,15 +49,20 @@ def main() -> None:
     a = parse_args(__doc__, "repeats", 8)
     torch.manual_seed(0)
     print(f"{model_label(a)}, {torch.get_num_threads()} threads; best of {a.repeats} (ms, GFLOP/s)")
-    print("| rows x in x out | count | fwd F.linear | fwd oneDNN | dX mm | dX oneDNN | dW mm |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| rows x in x out | count | fwd F.linear | fwd oneDNN | dX mm | dX oneDNN | dX conv1x1 | dW mm "
+          "| dW conv1x1 |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     totals: collections.Counter = collections.Counter()
     with torch.inference_mode():
         for (rows, k, n), count in sorted(projection_shapes(a).items()):
             x, w, b, g = torch.randn(rows, k), torch.randn(n, k), torch.randn(n), torch.randn(rows, n)
+            lead = a.batch if rows % a.batch == 0 else 1  # the model's activations lead with the batch
+            xb, gb = x.view(lead, -1, k), g.view(lead, -1, n)  # as conv1x1_grads receives them
             r = best_ms({"fwd F.linear": lambda: F.linear(x, w, b), "fwd oneDNN": lambda: onednn(x, w),
                          "dX mm": lambda: g.mm(w), "dX oneDNN": lambda: onednn(g, w.t().contiguous()),
-                         "dW mm": lambda: g.t().mm(x)}, a.repeats)
+                         "dX conv1x1": lambda: L.conv1x1_grads(gb, xb, w, True, False),
+                         "dW mm": lambda: g.t().mm(x), "dW conv1x1": lambda: L.conv1x1_grads(gb, xb, w, False, True)},
+                        a.repeats)
             gflop = 2 * rows * k * n / 1e9
             cells = " | ".join(f"{v:.2f} ({gflop / v * 1e3:.0f})" for v in r.values())
             print(f"| {rows} x {k} x {n} | {count} | {cells} |")

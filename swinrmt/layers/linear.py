@@ -8,9 +8,11 @@ benchmarks/speed/README.md). So `linear` sends float32 CPU projections to oneDNN
 the reference: `tests/layers/test_linear.py` holds the two equal in values and gradients. Only AMD was measured here;
 `SWINRMT_CPU_LINEAR=aten` keeps `F.linear` everywhere (to compare on another CPU).
 
-In training the projection runs through `OneDNNLinear`: oneDNN for the forward and, from `DX_MIN_ROWS` rows on, for
-the input gradient (a linear with the transposed weight); `mm` for the weight gradient, where oneDNN needs transposed
-copies of both operands and measured 1.6x slower. Its backward is itself differentiable (double backward works).
+In training the projection runs through `OneDNNLinear`: oneDNN for the forward, and for both gradients oneDNN's
+backward of the same product seen as a 1x1 convolution over channels-last maps, which reads x, W and the output
+gradient in place: `mm` needs no copies either but runs the weight gradient on MKL (0.87x the time summed over
+rmt_tiny's shapes, input gradient 0.92x; benchmarks/speed/gemm_kernels.py), and oneDNN's linear would need transposed
+copies. Its backward is itself differentiable (double backward works): with create_graph it uses matmuls.
 """
 from __future__ import annotations
 
@@ -34,9 +36,6 @@ def kernel_from_env(value: str | None) -> bool:
     return value == "onednn"
 
 
-# The input gradient goes to oneDNN from this many rows (tokens x batch) on; below, the transposed-weight copy it
-# needs costs more than it saves (benchmarks/speed/gemm_kernels.py --stem-stride 4: 1024 rows and fewer lost).
-DX_MIN_ROWS = 4096
 # Whether this torch build has oneDNN's linear op (every x86 CPU wheel does).
 HAVE_ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 # Whether float32 CPU projections may use oneDNN; also the switch of benchmarks/speed/ab_switch.py.
@@ -53,8 +52,30 @@ def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) ->
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
 
 
+# conv1x1_grads splits the rows by sample from this many rows per sample on (see its docstring).
+MIN_ROWS_PER_SAMPLE = 16
+
+
+def conv1x1_grads(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, need_x: bool = True,
+                  need_w: bool = True) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Input and weight gradients of x W^T, computed as oneDNN's backward of a 1x1 convolution.
+
+    x (..., in) and grad (..., out) are viewed as channels-last (N, rows / N, 1, C) maps, so oneDNN reads them where
+    they lie; the weight is the (out, in, 1, 1) kernel. N is the leading (batch) dimension where each sample has at
+    least `MIN_ROWS_PER_SAMPLE` rows; with fewer, one map of all rows measured faster (gemm_kernels.py --stem-stride 4).
+    """
+    n_out, n_in = weight.shape
+    lead = x.shape[0] if x.dim() > 2 and x.numel() // n_in >= MIN_ROWS_PER_SAMPLE * x.shape[0] else 1
+    xv = x.reshape(lead, -1, 1, n_in).permute(0, 3, 1, 2)
+    gv = grad.reshape(lead, -1, 1, n_out).permute(0, 3, 1, 2)
+    gx, gw, _ = torch.ops.aten.convolution_backward(gv, xv, weight.reshape(n_out, n_in, 1, 1), None, [1, 1], [0, 0],
+                                                    [1, 1], False, [0, 0], 1, [need_x, need_w, False])
+    return (gx.permute(0, 2, 3, 1).reshape(x.shape) if need_x else None,
+            gw.reshape(n_out, n_in) if need_w else None)
+
+
 class OneDNNLinear(torch.autograd.Function):
-    """y = x W^T + b with oneDNN GEMMs for the forward and the input gradient."""
+    """y = x W^T + b with oneDNN for the forward and both gradients."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -68,13 +89,11 @@ class OneDNNLinear(torch.autograd.Function):
         need_x, need_w, need_b = ctx.needs_input_grad
         g2 = grad.reshape(-1, grad.shape[-1])
         gx = gw = gb = None
-        if need_x:
-            if torch.is_grad_enabled() or g2.shape[0] < DX_MIN_ROWS:  # create_graph=True: stay differentiable
-                gx = grad.matmul(weight)
-            else:
-                gx = _onednn(grad, weight.t().contiguous(), None)
-        if need_w:
-            gw = g2.t().mm(x.reshape(-1, x.shape[-1]))
+        if torch.is_grad_enabled():  # create_graph=True: stay differentiable
+            gx = grad.matmul(weight) if need_x else None
+            gw = g2.t().mm(x.reshape(-1, x.shape[-1])) if need_w else None
+        elif need_x or need_w:
+            gx, gw = conv1x1_grads(grad, x, weight, need_x, need_w)
         if need_b and ctx.has_bias:
             gb = g2.sum(0)
         return gx, gw, gb
