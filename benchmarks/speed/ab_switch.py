@@ -14,7 +14,7 @@ import statistics
 import torch
 
 from swinrmt.bench import _Runner
-from swinrmt.layers import conv, linear, rotary
+from swinrmt.layers import conv, eager, linear, rotary
 from swinrmt.layers.mixers import axial
 from swinrmt.runtime import keep_freed_memory
 
@@ -46,6 +46,8 @@ SWITCHES = {
     # projection gradients as oneDNN's 1x1-convolution backward vs oneDNN linear (dX) and mm (dW)
     "conv1x1_grads": lambda on: setattr(linear.OneDNNLinear, "backward",
                                         _ORIG["linear_backward"] if on else staticmethod(_mm_backward)),
+    # inference: GELU fused into fc1, the residual adds of CPE / the ConvFFN conv into the conv (oneDNN post-ops)
+    "fuse_inference": lambda on: setattr(eager, "FUSE_INFERENCE", on),
     # depthwise weight gradients in column groups of at most 3 (pre-padded on small maps) vs aten's
     "dw_weight_grad": lambda on: setattr(conv, "FAST_WEIGHT_GRAD", on),
 }

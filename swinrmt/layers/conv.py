@@ -5,12 +5,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .eager import plain_eager_fp32_cpu
+from . import eager
+from .eager import needs_grad, plain_eager_fp32_cpu
 
 
 # Whether depthwise convs in float32 CPU training take `DepthwiseConv2d`'s weight gradient (the switch of
 # benchmarks/speed/ab_switch.py).
 FAST_WEIGHT_GRAD = torch.backends.mkldnn.is_available()
+# Whether this torch build has oneDNN's fused convolution op (every x86 CPU wheel does; Inductor uses it).
+HAVE_FUSED_CONV = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
 
 
 def depthwise_weight_grad(grad: torch.Tensor, x: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
@@ -88,6 +91,19 @@ class DWConv(nn.Module):
             # only where aten's weight gradient is slow (see depthwise_weight_grad)
             return DepthwiseConv2d.apply(x, w, b).permute(0, 2, 3, 1)
         return self.conv(x).permute(0, 2, 3, 1)
+
+    def add_to(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        """other + self(x) (LCE onto the attention output; x + self(x) for CPE and the ConvFFN's conv). In float32
+        CPU inference one oneDNN conv with the add fused, which skips a pass over the map."""
+        w, b = self.conv.weight, self.conv.bias
+        if (eager.FUSE_INFERENCE and HAVE_FUSED_CONV and not needs_grad(x, w, b, other)
+                and plain_eager_fp32_cpu(x, w, other) and x.dim() == 4 and other.shape == x.shape
+                and other.is_contiguous()):
+            k = w.shape[-1]
+            return torch.ops.mkldnn._convolution_pointwise.binary(
+                x.permute(0, 3, 1, 2), other.permute(0, 3, 1, 2), w, b, [k // 2] * 2, [1, 1], [1, 1], w.shape[0],
+                "add", None, None, [], None).permute(0, 2, 3, 1)
+        return other + self(x)
 
 
 class ConvStem(nn.Module):

@@ -9,6 +9,15 @@ from __future__ import annotations
 
 import torch
 
+# Whether float32 CPU inference fuses elementwise work into oneDNN ops (`linear.linear_gelu`, `conv.DWConv.residual`);
+# also a switch of benchmarks/speed/ab_switch.py.
+FUSE_INFERENCE = True
+
+
+def needs_grad(*tensors: torch.Tensor | None) -> bool:
+    """Whether autograd will record an op on these tensors (fused inference ops have no backward)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
 
 def plain_eager_fp32_cpu(*tensors: torch.Tensor) -> bool:
     """Whether a hand-picked CPU kernel may stand in for the aten op on these float32 tensors."""

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .conv import DWConv
-from .linear import Linear
+from .linear import Linear, linear_gelu
 
 
 class ConvFFN(nn.Module):
@@ -18,7 +17,7 @@ class ConvFFN(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.drop(F.gelu(self.fc1(x)))
+        h = self.drop(linear_gelu(x, self.fc1.weight, self.fc1.bias))
         if self.dwconv is not None:
-            h = h + self.dwconv(h)
+            h = self.dwconv.add_to(h, h)
         return self.drop(self.fc2(h))

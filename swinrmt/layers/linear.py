@@ -22,7 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .eager import plain_eager_fp32_cpu
+from . import eager
+from .eager import needs_grad, plain_eager_fp32_cpu
 
 CHOICES = ("onednn", "aten")
 
@@ -103,10 +104,17 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     """`F.linear(x, weight, bias)` on the fastest correct kernel (see the module docstring)."""
     if not onednn_ok(x, weight):
         return F.linear(x, weight, bias)
-    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
-                                    or (bias is not None and bias.requires_grad)):
+    if needs_grad(x, weight, bias):
         return OneDNNLinear.apply(x, weight, bias)
     return _onednn(x, weight, bias)
+
+
+def linear_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """`F.gelu(F.linear(x, weight, bias))` (exact GELU); in float32 CPU inference one oneDNN GEMM with GELU fused, which
+    skips a pass over the FFN's widest activation."""
+    if eager.FUSE_INFERENCE and onednn_ok(x, weight) and not needs_grad(x, weight, bias):
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], "none")
+    return F.gelu(linear(x, weight, bias))
 
 
 class Linear(nn.Linear):

@@ -105,3 +105,49 @@ def test_double_backward_matches_aten():
 def test_even_kernel_is_refused():
     with pytest.raises(ValueError, match="odd kernel size"):
         DWConv(4, 4)
+
+
+def _count(fn, op: str) -> int:
+    from torch.profiler import profile
+
+    with profile() as prof:
+        fn()
+    return sum(e.count for e in prof.key_averages() if e.key == op)
+
+
+@pytest.mark.skipif(not conv.HAVE_FUSED_CONV, reason="this torch build has no fused oneDNN convolution")
+@pytest.mark.parametrize("k", [3, 5])
+def test_add_to_fuses_the_add_in_inference_and_matches_in_training(k):
+    """other + DWConv(x): one fused oneDNN op in float32 CPU inference (fails if the fusion is reverted), the plain
+    sum wherever autograd records, and the same values in both."""
+    torch.manual_seed(0)
+    m = DWConv(6, k)
+    x, other = torch.randn(2, 7, 5, 6), torch.randn(2, 7, 5, 6)
+    ref = other + m(x)
+    with torch.inference_mode():
+        assert _count(lambda: m.add_to(x, other), "mkldnn::_convolution_pointwise") == 1
+        torch.testing.assert_close(m.add_to(x, other), ref, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(m.add_to(x, x), x + m(x), atol=1e-5, rtol=1e-5)
+        # a strided `other` and the switch take the plain sum
+        t = other.transpose(1, 2).contiguous().transpose(1, 2)
+        assert _count(lambda: m.add_to(x, t), "mkldnn::_convolution_pointwise") == 0
+        torch.testing.assert_close(m.add_to(x, t), ref, atol=1e-5, rtol=1e-5)
+    y = m.add_to(x.requires_grad_(), other)
+    assert y.grad_fn is not None
+    torch.testing.assert_close(y, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_fused_inference_matches_the_plain_ops_on_whole_models(monkeypatch):
+    from swinrmt.layers import eager
+    from swinrmt.registry import create_model
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 64, 64)
+    for name in ("rmt_tiny", "gated_swinrmt_retention_tiny"):
+        m = create_model(name, num_classes=10, img_size=64).eval()
+        with torch.inference_mode():
+            fused = m(x)
+            monkeypatch.setattr(eager, "FUSE_INFERENCE", False)
+            plain = m(x)
+            monkeypatch.setattr(eager, "FUSE_INFERENCE", True)
+        torch.testing.assert_close(fused, plain, atol=1e-5, rtol=1e-4)

@@ -78,6 +78,25 @@ def test_conv1x1_grads_match_matmul(need, shape):
         assert gw is None
 
 
+def test_linear_gelu_fuses_in_inference_and_matches_everywhere(monkeypatch):
+    """One oneDNN GEMM with GELU fused in float32 CPU inference (fails if reverted); F.gelu(F.linear) elsewhere."""
+    torch.manual_seed(0)
+    x, w, b = torch.randn(3, 5, 16), torch.randn(32, 16), torch.randn(32)
+    ref = F.gelu(F.linear(x, w, b))
+    with torch.inference_mode():
+        assert _calls(lambda: L.linear_gelu(x, w, b), "aten::gelu") == 0
+        torch.testing.assert_close(L.linear_gelu(x, w, b), ref, atol=1e-5, rtol=1e-5)
+        monkeypatch.setattr(L.eager, "FUSE_INFERENCE", False)
+        assert _calls(lambda: L.linear_gelu(x, w, b), "aten::gelu") == 1
+        monkeypatch.setattr(L.eager, "FUSE_INFERENCE", True)
+    wg = w.clone().requires_grad_()
+    y = L.linear_gelu(x, wg, b)
+    assert y.grad_fn is not None  # training: the plain GELU, whose backward autograd knows
+    torch.testing.assert_close(y, ref, atol=1e-5, rtol=1e-5)
+    y.sum().backward()
+    assert wg.grad is not None
+
+
 def test_falls_back_to_f_linear_where_onednn_does_not_apply():
     m = Linear(16, 32)
     x = torch.randn(4, 16)

@@ -282,8 +282,7 @@ class AxialMixer(nn.Module):
         heads, d = self.num_heads, self.head_dim
         q = self.scaled_q(x).view(b, h, w, heads, d)
         k = self.k(x).view(b, h, w, heads, d)
-        v = self.value(x)
-        lce = self.lce(v) if self.lce is not None else None
+        v = v_map = self.value(x)
         if self.rotary == "flat":  # RMT: one code indexed by the flattened position row * W + col
             sin, cos = rotary_tables(h * w, d, q.dtype, q.device)
             sin, cos = sin.view(h, w, 1, d), cos.view(h, w, 1, d)
@@ -310,8 +309,8 @@ class AxialMixer(nn.Module):
                 y = checkpoint(core, q, k, v, use_reentrant=False)
             else:
                 y = core(q, k, v)
-        if lce is not None:
-            y = y + lce
+        if self.lce is not None:
+            y = self.lce.add_to(v_map, y)
         y = self.gate_output(y, x)
         return self.proj(y)
 

@@ -48,7 +48,7 @@ class MaSA2d(nn.Module):
         b, h, w, c = x.shape
         heads, d = self.num_heads, self.head_dim
         q, k, v = self.q(x), self.k(x), self.v(x)
-        lce = self.lce(v) if self.lce is not None else None
+        v_map = v
         q, k, v = (t.reshape(b, h * w, heads, d).transpose(1, 2) for t in (q, k, v))
         if self.rotary == "flat":
             sin, cos = rotary_tables(h * w, d, q.dtype, q.device)
@@ -57,8 +57,8 @@ class MaSA2d(nn.Module):
         # a 4-D mask: with a 3-D one, CPU SDPA falls back to the unfused math path (and its safe-softmax checks)
         y = biased_attention(q, k, v, bias.unsqueeze(0))
         y = y.transpose(1, 2).reshape(b, h, w, c)
-        if lce is not None:
-            y = y + lce
+        if self.lce is not None:
+            y = self.lce.add_to(v_map, y)
         return self.proj(y)
 
     def extra_repr(self) -> str:
