@@ -8,6 +8,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from swinrmt.layers import eager
 from swinrmt.registry import create_model
 from swinrmt.runtime import keep_freed_memory
 
@@ -31,9 +32,14 @@ def build_model(a: argparse.Namespace) -> nn.Module:
 
 
 def one_forward(model: nn.Module, a: argparse.Namespace) -> None:
-    """One inference forward of a random batch: what the scripts record their calls from."""
-    with torch.inference_mode():
-        model(torch.randn(a.batch, 3, a.img_size, a.img_size))
+    """One inference forward of a random batch: what the scripts record their calls from. Fused inference is off for
+    it, so every projection and depthwise conv passes where the scripts record (as in training)."""
+    fuse, eager.FUSE_INFERENCE = eager.FUSE_INFERENCE, False
+    try:
+        with torch.inference_mode():
+            model(torch.randn(a.batch, 3, a.img_size, a.img_size))
+    finally:
+        eager.FUSE_INFERENCE = fuse
 
 
 def model_label(a: argparse.Namespace) -> str:

@@ -7,6 +7,9 @@ takes 5 ms), so this times modules with forward hooks and `time.perf_counter` in
 *self* time: what its children took is subtracted, so a mixer's row is its attention core, rotary and glue (and the
 q projection, a function call with the scale folded into the weight), and its other projections count under Linear.
 GFLOP/s per row uses the FLOP counter's per-module figures (2 x MACs). Inference only: hooks see no backward.
+Inference fuses work into oneDNN ops that run inside one module, so the rows follow them: `DWConv` is the depthwise
+convs (CPE, LCE, the ConvFFN's) with the residual add fused in, and their FLOPs (the counter sees the inner Conv2d,
+which is not timed apart); `Conv2d` is the dense convs (stem, downsampling); `Linear` includes the fc1's fused GELU.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import torch
 
 from _common import build_model, model_label, parse_args
 from swinrmt.flops import count_forward_flops
+from swinrmt.layers.conv import DWConv
 
 
 def main() -> None:
@@ -38,8 +42,9 @@ def main() -> None:
         if stack:
             stack[-1][1] += total
 
+    inner = {m.conv for m in model.modules() if isinstance(m, DWConv)}  # timed and counted with their DWConv
     for mod in model.modules():
-        if mod is not model:
+        if mod is not model and mod not in inner:
             mod.register_forward_pre_hook(pre)
             mod.register_forward_hook(post)
     def counted(mod) -> int:
@@ -51,6 +56,9 @@ def main() -> None:
     for mod, name in names.items():
         if mod is not model and name in per_module:
             self_flops[type(mod).__name__] += per_module[name] - sum(counted(c) for c in mod.children())
+    for conv in inner:
+        self_flops["DWConv"] += counted(conv)
+        self_flops["Conv2d"] -= counted(conv)
     x = torch.randn(a.batch, 3, a.img_size, a.img_size)
     with torch.inference_mode():
         model(x)

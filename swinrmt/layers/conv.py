@@ -82,28 +82,28 @@ class DWConv(nn.Module):
             raise ValueError(f"DWConv needs an odd kernel size (same padding), got {kernel_size}")
         self.conv = nn.Conv2d(dim, dim, kernel_size, 1, kernel_size // 2, groups=dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.permute(0, 3, 1, 2)
-        w, b = self.conv.weight, self.conv.bias
-        k = w.shape[-1]
-        if (FAST_WEIGHT_GRAD and w.requires_grad and torch.is_grad_enabled() and plain_eager_fp32_cpu(x, w)
-                and x.dim() == 4 and (k > 3 or min(x.shape[-2:]) < k)):
-            # only where aten's weight gradient is slow (see depthwise_weight_grad)
-            return DepthwiseConv2d.apply(x, w, b).permute(0, 2, 3, 1)
-        return self.conv(x).permute(0, 2, 3, 1)
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """conv(x), plus `residual` if given (x itself for CPE and the ConvFFN's conv, the attention output for LCE).
 
-    def add_to(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-        """other + self(x) (LCE onto the attention output; x + self(x) for CPE and the ConvFFN's conv). In float32
-        CPU inference one oneDNN conv with the add fused, which skips a pass over the map."""
+        With a residual in float32 CPU inference, one oneDNN conv with the add fused: it skips a pass over the map.
+        """
         w, b = self.conv.weight, self.conv.bias
-        if (eager.FUSE_INFERENCE and HAVE_FUSED_CONV and not needs_grad(x, w, b, other)
-                and plain_eager_fp32_cpu(x, w, other) and x.dim() == 4 and other.shape == x.shape
-                and other.is_contiguous()):
+        if (residual is not None and eager.FUSE_INFERENCE and HAVE_FUSED_CONV and not needs_grad(x, w, b, residual)
+                and plain_eager_fp32_cpu(x, w, residual) and x.dim() == 4 and residual.shape == x.shape
+                and residual.is_contiguous()):
             k = w.shape[-1]
             return torch.ops.mkldnn._convolution_pointwise.binary(
-                x.permute(0, 3, 1, 2), other.permute(0, 3, 1, 2), w, b, [k // 2] * 2, [1, 1], [1, 1], w.shape[0],
+                x.permute(0, 3, 1, 2), residual.permute(0, 3, 1, 2), w, b, [k // 2] * 2, [1, 1], [1, 1], w.shape[0],
                 "add", None, None, [], None).permute(0, 2, 3, 1)
-        return other + self(x)
+        y = x.permute(0, 3, 1, 2)
+        k = w.shape[-1]
+        if (FAST_WEIGHT_GRAD and w.requires_grad and torch.is_grad_enabled() and plain_eager_fp32_cpu(y, w)
+                and y.dim() == 4 and (k > 3 or min(y.shape[-2:]) < k)):
+            # only where aten's weight gradient is slow (see depthwise_weight_grad)
+            y = DepthwiseConv2d.apply(y, w, b).permute(0, 2, 3, 1)
+        else:
+            y = self.conv(y).permute(0, 2, 3, 1)
+        return y if residual is None else residual + y
 
 
 class ConvStem(nn.Module):

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-# Whether float32 CPU inference fuses elementwise work into oneDNN ops (`linear.linear_gelu`, `conv.DWConv.residual`);
-# also a switch of benchmarks/speed/ab_switch.py.
+# Whether float32 CPU inference fuses elementwise work into oneDNN ops (`linear.linear_gelu`, `conv.DWConv` with a
+# residual); also a switch of benchmarks/speed/ab_switch.py.
 FUSE_INFERENCE = True
 
 

@@ -8,11 +8,11 @@ benchmarks/speed/README.md). So `linear` sends float32 CPU projections to oneDNN
 the reference: `tests/layers/test_linear.py` holds the two equal in values and gradients. Only AMD was measured here;
 `SWINRMT_CPU_LINEAR=aten` keeps `F.linear` everywhere (to compare on another CPU).
 
-In training the projection runs through `OneDNNLinear`: oneDNN for the forward, and for both gradients oneDNN's
-backward of the same product seen as a 1x1 convolution over channels-last maps, which reads x, W and the output
-gradient in place: `mm` needs no copies either but runs the weight gradient on MKL (0.87x the time summed over
-rmt_tiny's shapes, input gradient 0.92x; benchmarks/speed/gemm_kernels.py), and oneDNN's linear would need transposed
-copies. Its backward is itself differentiable (double backward works): with create_graph it uses matmuls.
+In training the projection runs through `OneDNNLinear`: oneDNN for the forward, and, from `CONV1X1_MIN_ROWS` rows on,
+for both gradients oneDNN's backward of the same product seen as a 1x1 convolution over channels-last maps, which
+reads x, W and the output gradient in place. `mm` (MKL) is slower there on the weight gradient (rmt_tiny's shapes:
+451 against 401 ms per step; benchmarks/speed/gemm_kernels.py), and oneDNN's linear would need transposed copies.
+Below that, and with create_graph (double backward), the gradients are matmuls.
 """
 from __future__ import annotations
 
@@ -55,6 +55,9 @@ def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) ->
 
 # conv1x1_grads splits the rows by sample from this many rows per sample on (see its docstring).
 MIN_ROWS_PER_SAMPLE = 16
+# The gradients go to conv1x1_grads from this many rows (tokens x batch) on; with fewer, mm measured as fast per call
+# and the whole stem-4 step (1024 rows and fewer) ran 1-4 % slower with them (benchmarks/speed/ab_switch.py).
+CONV1X1_MIN_ROWS = 4096
 
 
 def conv1x1_grads(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, need_x: bool = True,
@@ -90,11 +93,11 @@ class OneDNNLinear(torch.autograd.Function):
         need_x, need_w, need_b = ctx.needs_input_grad
         g2 = grad.reshape(-1, grad.shape[-1])
         gx = gw = gb = None
-        if torch.is_grad_enabled():  # create_graph=True: stay differentiable
+        if (need_x or need_w) and g2.shape[0] >= CONV1X1_MIN_ROWS and not torch.is_grad_enabled():
+            gx, gw = conv1x1_grads(grad, x, weight, need_x, need_w)
+        else:  # few rows, or create_graph=True (stay differentiable)
             gx = grad.matmul(weight) if need_x else None
             gw = g2.t().mm(x.reshape(-1, x.shape[-1])) if need_w else None
-        elif need_x or need_w:
-            gx, gw = conv1x1_grads(grad, x, weight, need_x, need_w)
         if need_b and ctx.has_bias:
             gb = g2.sum(0)
         return gx, gw, gb
@@ -118,7 +121,22 @@ def linear_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
 
 
 class Linear(nn.Linear):
-    """`nn.Linear` (same parameters, same state dict, same init) whose forward runs `linear`."""
+    """`nn.Linear` (same parameters, same state dict, same init) whose forward runs `linear`.
+
+    `act="gelu"` applies the exact GELU to the output (the FFN's fc1): in float32 CPU inference fused into the oneDNN
+    GEMM (`linear_gelu`), which skips a pass over the FFN's widest activation.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, act: str | None = None, **kw):
+        if act not in (None, "gelu"):
+            raise ValueError(f"Linear act must be None or 'gelu', got {act!r}")
+        super().__init__(in_features, out_features, bias, **kw)
+        self.act = act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.act == "gelu":
+            return linear_gelu(x, self.weight, self.bias)
         return linear(x, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (f", act={self.act}" if self.act else "")

@@ -78,7 +78,7 @@ class Block(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.cpe.add_to(x, x)
+        x = self.cpe(x, x)
         x = x + self.drop_path(self.ls1(self.mixer(self.norm1(x))))
         return x + self.drop_path(self.ls2(self.ffn(self.norm2(x))))
 

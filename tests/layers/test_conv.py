@@ -117,22 +117,22 @@ def _count(fn, op: str) -> int:
 
 @pytest.mark.skipif(not conv.HAVE_FUSED_CONV, reason="this torch build has no fused oneDNN convolution")
 @pytest.mark.parametrize("k", [3, 5])
-def test_add_to_fuses_the_add_in_inference_and_matches_in_training(k):
-    """other + DWConv(x): one fused oneDNN op in float32 CPU inference (fails if the fusion is reverted), the plain
-    sum wherever autograd records, and the same values in both."""
+def test_residual_add_fuses_the_add_in_inference_and_matches_in_training(k):
+    """DWConv(x, other) = other + conv(x): one fused oneDNN op in float32 CPU inference (fails if the fusion is
+    reverted), the plain sum wherever autograd records, and the same values in both."""
     torch.manual_seed(0)
     m = DWConv(6, k)
     x, other = torch.randn(2, 7, 5, 6), torch.randn(2, 7, 5, 6)
     ref = other + m(x)
     with torch.inference_mode():
-        assert _count(lambda: m.add_to(x, other), "mkldnn::_convolution_pointwise") == 1
-        torch.testing.assert_close(m.add_to(x, other), ref, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(m.add_to(x, x), x + m(x), atol=1e-5, rtol=1e-5)
+        assert _count(lambda: m(x, other), "mkldnn::_convolution_pointwise") == 1
+        torch.testing.assert_close(m(x, other), ref, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(m(x, x), x + m(x), atol=1e-5, rtol=1e-5)
         # a strided `other` and the switch take the plain sum
         t = other.transpose(1, 2).contiguous().transpose(1, 2)
-        assert _count(lambda: m.add_to(x, t), "mkldnn::_convolution_pointwise") == 0
-        torch.testing.assert_close(m.add_to(x, t), ref, atol=1e-5, rtol=1e-5)
-    y = m.add_to(x.requires_grad_(), other)
+        assert _count(lambda: m(x, t), "mkldnn::_convolution_pointwise") == 0
+        torch.testing.assert_close(m(x, t), ref, atol=1e-5, rtol=1e-5)
+    y = m(x.requires_grad_(), other)
     assert y.grad_fn is not None
     torch.testing.assert_close(y, ref, atol=1e-5, rtol=1e-5)
 

@@ -28,8 +28,8 @@ def _uses_onednn(fn) -> bool:
     return _onednn_calls(fn) > 0
 
 
-@pytest.mark.parametrize("shape", [(5, 24), (2, 3, 4, 24), (7, 1, 24), (1, 24), (64, 9, 24)],
-                         ids=["2d", "4d", "3d", "one-row", "many-rows"])
+@pytest.mark.parametrize("shape", [(5, 24), (2, 3, 4, 24), (7, 1, 24), (1, 24), (L.CONV1X1_MIN_ROWS // 8, 8, 24)],
+                         ids=["2d", "4d", "3d", "one-row", "conv1x1-grads"])
 @pytest.mark.parametrize("bias", [True, False])
 def test_values_and_gradients_match_f_linear(shape, bias):
     torch.manual_seed(0)
@@ -55,8 +55,11 @@ def test_float32_cpu_runs_on_onednn_in_training_and_inference():
     with torch.inference_mode():
         assert _onednn_calls(lambda: m(x.detach())) == 1
     step = lambda: m(x).sum().backward()  # noqa: E731
-    assert _onednn_calls(step) == 1 and _calls(step, "convolution_backward") == 1  # both gradients in one call
+    assert _onednn_calls(step) == 1 and _calls(step, "convolution_backward") == 0  # few rows: gradients on mm
     assert x.grad is not None and m.weight.grad is not None and m.bias.grad is not None
+    big = torch.randn(L.CONV1X1_MIN_ROWS, 16, requires_grad=True)
+    step = lambda: m(big).sum().backward()  # noqa: E731
+    assert _onednn_calls(step) == 1 and _calls(step, "convolution_backward") == 1  # both gradients in one call
 
 
 @pytest.mark.parametrize("need", ["x", "w", "both"])
@@ -95,6 +98,13 @@ def test_linear_gelu_fuses_in_inference_and_matches_everywhere(monkeypatch):
     torch.testing.assert_close(y, ref, atol=1e-5, rtol=1e-5)
     y.sum().backward()
     assert wg.grad is not None
+    m = Linear(16, 32, act="gelu")
+    m.load_state_dict({"weight": w, "bias": b})
+    assert m.state_dict().keys() == nn.Linear(16, 32).state_dict().keys() and "act=gelu" in repr(m)
+    with torch.inference_mode():
+        torch.testing.assert_close(m(x), ref, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="act must be None or 'gelu'"):
+        Linear(16, 32, act="relu")
 
 
 def test_falls_back_to_f_linear_where_onednn_does_not_apply():

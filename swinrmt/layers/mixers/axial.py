@@ -310,7 +310,7 @@ class AxialMixer(nn.Module):
             else:
                 y = core(q, k, v)
         if self.lce is not None:
-            y = self.lce.add_to(v_map, y)
+            y = self.lce(v_map, y)
         y = self.gate_output(y, x)
         return self.proj(y)
 

@@ -58,7 +58,7 @@ class MaSA2d(nn.Module):
         y = biased_attention(q, k, v, bias.unsqueeze(0))
         y = y.transpose(1, 2).reshape(b, h, w, c)
         if self.lce is not None:
-            y = self.lce.add_to(v_map, y)
+            y = self.lce(v_map, y)
         return self.proj(y)
 
     def extra_repr(self) -> str:
