@@ -66,3 +66,9 @@ python benchmarks/speed/gemm_kernels.py --model rmt_tiny --stem-stride 4
 python benchmarks/speed/attention_kernels.py --model rmt_tiny
 python benchmarks/speed/attention_kernels.py --model rmt_tiny --stem-stride 4
 uptime
+# 11. (fifth session) sections 1-2 once more, straight after: the spread between two runs on this shared machine
+python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 \
+  --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_rerun.json
+python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 --stem-stride 4 \
+  --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_stem4_rerun.json
+uptime
