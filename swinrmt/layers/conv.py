@@ -20,10 +20,10 @@ def depthwise_weight_grad(grad: torch.Tensor, x: torch.Tensor, kh: int, kw: int)
     """dL/dW (C, 1, kh, kw) of a stride-1, same-padded depthwise conv, on the oneDNN kernels that are fast.
 
     oneDNN's depthwise weight gradient is fast only for kernels at most 3 wide, and only where the conv does not pad
-    a map smaller than the kernel: a 5x5 kernel measured 7-15x slower than two 5x3-wide ones, and a 3x3 kernel on a
-    2x2 map 6-13x slower than on the pre-padded map (torch 2.13, 2 cores; benchmarks/speed/dwconv_backward.py). So
-    the kernel's columns go in groups of at most 3, each over its own shifted copy of the input, and small maps are
-    padded first. Built from differentiable ops, so double backward works.
+    a map smaller than the kernel: aten's 5x5 weight + bias gradient takes 7-15x its forward on rmt_tiny's maps, and
+    a 3x3 one on a 2x2 map 12-19x (torch 2.13, 2 cores). So the kernel's columns go in groups of at most 3, each over
+    its own shifted copy of the input, and small maps are padded first: 2-4x less time per conv
+    (benchmarks/speed/dwconv_backward.py). Built from differentiable ops, so double backward works.
     """
     c, h, w = x.shape[1], x.shape[2], x.shape[3]
     ph, pw = kh // 2, kw // 2
@@ -88,15 +88,14 @@ class DWConv(nn.Module):
         With a residual in float32 CPU inference, one oneDNN conv with the add fused: it skips a pass over the map.
         """
         w, b = self.conv.weight, self.conv.bias
+        k = w.shape[-1]
         if (residual is not None and eager.FUSE_INFERENCE and HAVE_FUSED_CONV and not needs_grad(x, w, b, residual)
                 and plain_eager_fp32_cpu(x, w, residual) and x.dim() == 4 and residual.shape == x.shape
                 and residual.is_contiguous()):
-            k = w.shape[-1]
             return torch.ops.mkldnn._convolution_pointwise.binary(
                 x.permute(0, 3, 1, 2), residual.permute(0, 3, 1, 2), w, b, [k // 2] * 2, [1, 1], [1, 1], w.shape[0],
                 "add", None, None, [], None).permute(0, 2, 3, 1)
         y = x.permute(0, 3, 1, 2)
-        k = w.shape[-1]
         if (FAST_WEIGHT_GRAD and w.requires_grad and torch.is_grad_enabled() and plain_eager_fp32_cpu(y, w)
                 and y.dim() == 4 and (k > 3 or min(y.shape[-2:]) < k)):
             # only where aten's weight gradient is slow (see depthwise_weight_grad)
