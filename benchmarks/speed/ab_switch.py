@@ -19,7 +19,6 @@ from swinrmt.layers.mixers import axial
 from swinrmt.runtime import keep_freed_memory
 
 
-
 def _mm_backward(ctx, grad):
     """OneDNNLinear's backward before the 1x1-convolution gradients: dX on oneDNN from 4096 rows, dW on mm."""
     x, weight = ctx.saved_tensors

@@ -91,15 +91,15 @@ class OneDNNLinear(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         x, weight = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad
-        g2 = grad.reshape(-1, grad.shape[-1])
         gx = gw = gb = None
-        if (need_x or need_w) and g2.shape[0] >= CONV1X1_MIN_ROWS and not torch.is_grad_enabled():
+        rows = grad.numel() // grad.shape[-1]
+        if (need_x or need_w) and rows >= CONV1X1_MIN_ROWS and not torch.is_grad_enabled():
             gx, gw = conv1x1_grads(grad, x, weight, need_x, need_w)
         else:  # few rows, or create_graph=True (stay differentiable)
             gx = grad.matmul(weight) if need_x else None
-            gw = g2.t().mm(x.reshape(-1, x.shape[-1])) if need_w else None
+            gw = grad.reshape(-1, grad.shape[-1]).t().mm(x.reshape(-1, x.shape[-1])) if need_w else None
         if need_b and ctx.has_bias:
-            gb = g2.sum(0)
+            gb = grad.sum(tuple(range(grad.dim() - 1)))  # no reshape: a strided grad is not copied for it
         return gx, gw, gb
 
 
@@ -115,7 +115,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
 def linear_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """`F.gelu(F.linear(x, weight, bias))` (exact GELU); in float32 CPU inference one oneDNN GEMM with GELU fused, which
     skips a pass over the FFN's widest activation."""
-    if eager.FUSE_INFERENCE and onednn_ok(x, weight) and not needs_grad(x, weight, bias):
+    if eager.FUSE_INFERENCE and not needs_grad(x, weight, bias) and onednn_ok(x, weight):  # the cheap check first
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], "none")
     return F.gelu(linear(x, weight, bias))
 
