@@ -3,8 +3,9 @@
 What is measured, and how (so that figures from different commits and machines compare):
 - Step time: the median of `--steps` timed steps after `--warmup` untimed ones. With several models, the timed steps are
   *interleaved* (one step of each model per round), so a change of machine load during the run hits every model alike
-  and the ratios between models stay meaningful. A train step is forward + cross-entropy + backward + AdamW step +
-  zero_grad; an infer step is an eval-mode forward under `torch.inference_mode()`. CUDA steps are synchronised.
+  and the ratios between models stay meaningful. A train step is forward + cross-entropy + backward + the trainer's
+  AdamW step (`swinrmt.train.optim.build_optimizer`: fused where PyTorch has the kernel) + zero_grad; an infer step is
+  an eval-mode forward under `torch.inference_mode()`. CUDA steps are synchronised.
 - FLOPs: `swinrmt.flops.count_forward_flops` (2 x MACs of the forward, math attention backend); a train step counts
   3 x forward. Achieved FLOP/s = FLOPs per step / median step time.
 - MFU: achieved FLOP/s / peak FLOP/s, where the peak is measured in the same run by a large square matrix multiply in
@@ -136,6 +137,8 @@ class _Runner:
     def __init__(self, name: str, mode: str, precision: str, img_size: int, batch: int, device: torch.device,
                  num_classes: int, compile: bool = False, model_kwargs: dict | None = None, seed: int = 0):
         from .registry import create_model
+        from .train.optim import build_optimizer
+        from .train.recipe import OptimCfg
 
         torch.manual_seed(seed)
         self.name, self.mode, self.precision, self.device = name, mode, precision, device
@@ -144,7 +147,8 @@ class _Runner:
         self.model.train(mode == "train")
         self.x = torch.randn(batch, 3, img_size, img_size, device=device)
         self.y = torch.randint(0, num_classes, (batch,), device=device)
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4) if mode == "train" else None
+        # the trainer's optimizer (parameter groups, fused kernel), so a bench step is a training step
+        self.opt = build_optimizer(self.model, OptimCfg(lr=1e-4)) if mode == "train" else None
         self.fn = torch.compile(self.model) if compile else self.model
 
     def _ctx(self):

@@ -32,24 +32,29 @@ _ORIG = {"complex_ok": rotary._complex_ok, "linear_backward": linear.OneDNNLinea
          "scaled_q": axial.AxialMixer.scaled_q, "windowed": axial.WINDOWED_IF_WINDOWS}
 
 
-SWITCHES = {
+SWITCHES = {  # each switch: (on, the _Runner) -> None
     # rotary as one complex multiply vs x*cos + rot(x)*sin
-    "complex_rotary": lambda on: setattr(rotary, "_complex_ok", _ORIG["complex_ok"] if on else (lambda x: False)),
+    "complex_rotary": lambda on, runner: setattr(rotary, "_complex_ok",
+                                                 _ORIG["complex_ok"] if on else (lambda x: False)),
     # d^-1/2 folded into W_q vs q * scale on the activations
-    "scale_fold": lambda on: setattr(axial.AxialMixer, "scaled_q", _ORIG["scaled_q"] if on else
-                                     (lambda self, x: self.q(x) * self.scale)),
+    "scale_fold": lambda on, runner: setattr(axial.AxialMixer, "scaled_q", _ORIG["scaled_q"] if on else
+                                             (lambda self, x: self.q(x) * self.scale)),
     # inference with 2 windows per axis on the windowed layout vs always the fused whole-axis path
-    "windowed_inference": lambda on: setattr(axial, "WINDOWED_IF_WINDOWS", _ORIG["windowed"] if on else ()),
+    "windowed_inference": lambda on, runner: setattr(axial, "WINDOWED_IF_WINDOWS", _ORIG["windowed"] if on else ()),
     # float32 CPU projections on oneDNN vs F.linear (MKL)
-    "onednn_linear": lambda on: setattr(linear, "ONEDNN", on),
+    "onednn_linear": lambda on, runner: setattr(linear, "ONEDNN", on),
     # projection gradients as oneDNN's 1x1-convolution backward vs oneDNN linear (dX) and mm (dW)
-    "conv1x1_grads": lambda on: setattr(linear.OneDNNLinear, "backward",
-                                        _ORIG["linear_backward"] if on else staticmethod(_mm_backward)),
+    "conv1x1_grads": lambda on, runner: setattr(linear.OneDNNLinear, "backward",
+                                                _ORIG["linear_backward"] if on else staticmethod(_mm_backward)),
     # inference: GELU fused into fc1, the residual adds of CPE / the ConvFFN conv into the conv (oneDNN post-ops)
-    "fuse_inference": lambda on: setattr(eager, "FUSE_INFERENCE", on),
+    "fuse_inference": lambda on, runner: setattr(eager, "FUSE_INFERENCE", on),
     # depthwise weight gradients in column groups of at most 3 (pre-padded on small maps) vs aten's
-    "dw_weight_grad": lambda on: setattr(conv, "FAST_WEIGHT_GRAD", on),
+    "dw_weight_grad": lambda on, runner: setattr(conv, "FAST_WEIGHT_GRAD", on),
+    # training: the optimizer step on PyTorch's fused kernel vs its CPU default (a Python-level loop over parameters)
+    "fused_optimizer": lambda on, runner: [g.update(fused=True if on else None) for g in runner.opt.param_groups],
 }
+
+TRAIN_ONLY = {"fused_optimizer"}  # no effect on inference (no optimizer there)
 
 
 def measure(switch: str, model: str, mode: str, steps: int, stem_stride: int | None = None) -> tuple[float, float]:
@@ -60,14 +65,14 @@ def measure(switch: str, model: str, mode: str, steps: int, stem_stride: int | N
     times: dict[bool, list[float]] = {True: [], False: []}
     try:
         for on in (True, False):  # warm-up both
-            SWITCHES[switch](on)
+            SWITCHES[switch](on, runner)
             step()
         for i in range(steps):
             for on in ((True, False) if i % 2 == 0 else (False, True)):
-                SWITCHES[switch](on)
+                SWITCHES[switch](on, runner)
                 times[on].append(step())
     finally:
-        SWITCHES[switch](True)
+        SWITCHES[switch](True, runner)
     return statistics.median(times[True]) * 1e3, statistics.median(times[False]) * 1e3
 
 
@@ -81,6 +86,9 @@ def main() -> None:
     a = p.parse_args()
     keep_freed_memory()
     for mode in a.mode:
+        if mode == "infer" and a.switch in TRAIN_ONLY:
+            print(f"| {a.switch} | {a.model} | infer | - | - | (training only) |", flush=True)
+            continue
         on, off = measure(a.switch, a.model, mode, a.steps, a.stem_stride)
         model = a.model + (f" (stem {a.stem_stride})" if a.stem_stride else "")
         print(f"| {a.switch} | {model} | {mode} | {off:.0f} | {on:.0f} | {on / off:.3f} |", flush=True)

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The commands behind benchmarks/speed/README.md (CPU, 2 threads). Run from the repository root:
 #   benchmarks/speed/run_cpu.sh > benchmarks/speed/run_cpu.log 2>&1
-# Sections 1-3 and 8-10 are the fifth session's run (2026-11-24, night): run_cpu.log. The fourth session's run of the
-# same sections is run_cpu_session4.log. Sections 6-7 are the third session's (run_cpu_session3.log), 4-5 the second
-# session's, kept as recorded and not rerun.
-# The *_session1/3/4.json files are sections 1-3 as the first / third / fourth sessions ran them.
+# Sections 1-3 and 8-11 are the sixth session's run (2026-11-24, late): run_cpu.log. The fifth and fourth sessions'
+# runs of the same sections are run_cpu_session5.log and run_cpu_session4.log. Sections 6-7 are the third session's
+# (run_cpu_session3.log), 4-5 the second session's, kept as recorded and not rerun.
+# The *_session1/3/4/5.json files are sections 1-3 (and 11) as the first / third / fourth / fifth sessions ran them.
 set -e
 M="rmt_tiny gated_swinrmt_retention_tiny gated_swinrmt_swat_tiny"
 uptime
@@ -40,7 +40,7 @@ uptime
 # python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode infer --precision fp32 --compile \
 #   --steps 5 --warmup 2 --no-memory --out benchmarks/speed/cpu_tiny_64px_b64_compile.json
 # uptime
-# 8. each speed change of the fourth and fifth sessions on/off, interleaved in one process (whole-model ratios); the
+# 8. each speed change of the fourth to sixth sessions on/off, interleaved in one process (whole-model ratios); the
 #    third session's switches (complex_rotary, scale_fold, windowed_inference) are in run_cpu_session4.log
 echo "| switch | model | mode | off ms | on ms | on / off |"
 echo "|---|---|---|---:|---:|---:|"
@@ -51,6 +51,8 @@ python benchmarks/speed/ab_switch.py dw_weight_grad --model rmt_tiny --mode trai
 python benchmarks/speed/ab_switch.py dw_weight_grad --model rmt_tiny --mode train --steps 8 --stem-stride 4
 python benchmarks/speed/ab_switch.py fuse_inference --model rmt_tiny --mode infer --steps 10
 python benchmarks/speed/ab_switch.py fuse_inference --model rmt_tiny --mode infer --steps 10 --stem-stride 4
+python benchmarks/speed/ab_switch.py fused_optimizer --model rmt_tiny --mode train --steps 10
+python benchmarks/speed/ab_switch.py fused_optimizer --model rmt_tiny --mode train --steps 10 --stem-stride 4
 uptime
 # 9. where an inference step spends its time, per module type, timed without the profiler; the depthwise convs'
 #    gradients (aten's against DWConv's)
@@ -59,14 +61,16 @@ python benchmarks/speed/module_times.py --model rmt_tiny --stem-stride 4
 python benchmarks/speed/dwconv_backward.py --model rmt_tiny
 python benchmarks/speed/dwconv_backward.py --model rmt_tiny --stem-stride 4
 uptime
-# 10. the kernels behind the fourth and fifth sessions' changes, on the models' own shapes (each call alone): oneDNN
-#     projections and their 1x1-convolution gradients (kept), the explicit attention form in training (dropped: memory)
+# 10. the kernels behind the fourth to sixth sessions' changes, on the models' own shapes (each call alone): oneDNN
+#     projections and their 1x1-convolution gradients (kept), the explicit attention form in training (dropped: memory),
+#     the optimizer step's three implementations (fused kept)
 python benchmarks/speed/gemm_kernels.py --model rmt_tiny
 python benchmarks/speed/gemm_kernels.py --model rmt_tiny --stem-stride 4
 python benchmarks/speed/attention_kernels.py --model rmt_tiny
 python benchmarks/speed/attention_kernels.py --model rmt_tiny --stem-stride 4
+python benchmarks/speed/optimizer_step.py --model rmt_tiny
 uptime
-# 11. (fifth session) sections 1-2 once more, straight after: the spread between two runs on this shared machine
+# 11. (since the fifth session) sections 1-2 once more, straight after: the spread between two runs on this shared machine
 python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 \
   --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_rerun.json
 python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 --stem-stride 4 \

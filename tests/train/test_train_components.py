@@ -13,7 +13,7 @@ from swinrmt.train import checkpoint as ckpt_mod
 from swinrmt.train.checkpoint import check_same_model, load_checkpoint, load_weights, save_checkpoint
 from swinrmt.train.ema import ModelEma
 from swinrmt.train.metrics import EvalAccumulator, JsonlLogger, expected_calibration_error, read_jsonl, truncate_jsonl
-from swinrmt.train.optim import Scheduler, build_optimizer, param_groups
+from swinrmt.train.optim import Scheduler, build_optimizer, fused_ok, param_groups
 from swinrmt.train.recipe import OptimCfg, SchedCfg
 
 
@@ -35,6 +35,33 @@ def test_no_weight_decay_on_norms_biases_and_decay_rates():
                                                                  "norm.weight"]
     assert (decay["weight_decay"], no_decay["weight_decay"]) == (0.05, 0.0)
     assert isinstance(build_optimizer(net, OptimCfg(name="sgd")), torch.optim.SGD)
+
+
+@pytest.mark.parametrize("name", ["adamw", "sgd"])
+def test_optimizer_is_fused_on_cpu_and_steps_like_the_default(name):
+    """The fused kernel (one per parameter, not PyTorch's CPU loop) with the same groups and the same updates."""
+    torch.manual_seed(0)
+    nets = [_Net(), _Net()]
+    nets[1].load_state_dict(nets[0].state_dict())
+    cfg = OptimCfg(name=name, lr=1e-2, weight_decay=0.05, momentum=0.9)
+    fused = build_optimizer(nets[0], cfg)
+    assert all(g["fused"] is True for g in fused.param_groups)
+    reference = type(fused)(param_groups(nets[1], cfg.weight_decay), lr=cfg.lr, foreach=False,
+                            **({"betas": cfg.betas, "eps": cfg.eps} if name == "adamw" else {"momentum": 0.9}))
+    for _ in range(3):
+        grads = [torch.randn_like(p) for p in nets[0].parameters()]
+        for net, opt in zip(nets, (fused, reference)):
+            for p, g in zip(net.parameters(), grads):
+                p.grad = g.clone()
+            opt.step()
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_optimizer_falls_back_where_no_fused_kernel():
+    net = _Net().to("meta")  # no fused kernel on the meta device: PyTorch's default implementation
+    assert not fused_ok(list(net.parameters())) and not fused_ok([])
+    assert all(g["fused"] is None for g in build_optimizer(net, OptimCfg()).param_groups)
 
 
 def test_warmup_cosine_and_step_schedules():
