@@ -47,7 +47,8 @@ def test_optimizer_is_fused_on_cpu_and_steps_like_the_default(name):
     fused = build_optimizer(nets[0], cfg)
     assert all(g["fused"] is True for g in fused.param_groups)
     reference = type(fused)(param_groups(nets[1], cfg.weight_decay), lr=cfg.lr, foreach=False,
-                            **({"betas": cfg.betas, "eps": cfg.eps} if name == "adamw" else {"momentum": 0.9}))
+                            **({"betas": cfg.betas, "eps": cfg.eps} if name == "adamw" else
+                               {"momentum": cfg.momentum, "nesterov": cfg.nesterov}))
     for _ in range(3):
         grads = [torch.randn_like(p) for p in nets[0].parameters()]
         for net, opt in zip(nets, (fused, reference)):
