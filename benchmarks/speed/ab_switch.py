@@ -29,7 +29,8 @@ def _mm_backward(ctx, grad):
 
 
 _ORIG = {"complex_ok": rotary._complex_ok, "linear_backward": linear.OneDNNLinear.backward,
-         "scaled_q": axial.AxialMixer.scaled_q, "windowed": axial.WINDOWED_IF_WINDOWS}
+         "scaled_q": axial.AxialMixer.scaled_q, "windowed": axial.WINDOWED_IF_WINDOWS,
+         "group": axial.SIGMOID_GROUP_LENGTH}
 
 
 SWITCHES = {  # each switch: (on, the _Runner) -> None
@@ -50,6 +51,8 @@ SWITCHES = {  # each switch: (on, the _Runner) -> None
     "fuse_inference": lambda on, runner: setattr(eager, "FUSE_INFERENCE", on),
     # depthwise weight gradients in column groups of at most 3 (pre-padded on small maps) vs aten's
     "dw_weight_grad": lambda on, runner: setattr(conv, "FAST_WEIGHT_GRAD", on),
+    # sigmoid (SWAT) passes over merged windows (block-diagonal tables) vs one window per pass
+    "sigmoid_groups": lambda on, runner: setattr(axial, "SIGMOID_GROUP_LENGTH", _ORIG["group"] if on else 0),
     # training: the optimizer step on PyTorch's fused kernel vs its CPU default (a Python-level loop over parameters)
     "fused_optimizer": lambda on, runner: [g.update(fused=True if on else None) for g in runner.opt.param_groups],
 }

@@ -53,6 +53,8 @@ python benchmarks/speed/ab_switch.py fuse_inference --model rmt_tiny --mode infe
 python benchmarks/speed/ab_switch.py fuse_inference --model rmt_tiny --mode infer --steps 10 --stem-stride 4
 python benchmarks/speed/ab_switch.py fused_optimizer --model rmt_tiny --mode train --steps 10
 python benchmarks/speed/ab_switch.py fused_optimizer --model rmt_tiny --mode train --steps 10 --stem-stride 4
+python benchmarks/speed/ab_switch.py sigmoid_groups --model gated_swinrmt_swat_tiny --steps 10
+python benchmarks/speed/ab_switch.py sigmoid_groups --model gated_swinrmt_swat_tiny --steps 10 --stem-stride 4
 uptime
 # 9. where an inference step spends its time, per module type, timed without the profiler; the depthwise convs'
 #    gradients (aten's against DWConv's)
@@ -63,12 +65,14 @@ python benchmarks/speed/dwconv_backward.py --model rmt_tiny --stem-stride 4
 uptime
 # 10. the kernels behind the fourth to sixth sessions' changes, on the models' own shapes (each call alone): oneDNN
 #     projections and their 1x1-convolution gradients (kept), the explicit attention form in training (dropped: memory),
-#     the optimizer step's three implementations (fused kept)
+#     the optimizer step's three implementations (fused kept), SWAT's mixers with merged windows (kept at head dim 16)
 python benchmarks/speed/gemm_kernels.py --model rmt_tiny
 python benchmarks/speed/gemm_kernels.py --model rmt_tiny --stem-stride 4
 python benchmarks/speed/attention_kernels.py --model rmt_tiny
 python benchmarks/speed/attention_kernels.py --model rmt_tiny --stem-stride 4
 python benchmarks/speed/optimizer_step.py --model rmt_tiny
+python benchmarks/speed/sigmoid_groups.py --model gated_swinrmt_swat_tiny
+python benchmarks/speed/sigmoid_groups.py --model gated_swinrmt_swat_tiny --stem-stride 4
 uptime
 # 11. (since the fifth session) sections 1-2 once more, straight after: the spread between two runs on this shared machine
 python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 \

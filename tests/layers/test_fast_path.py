@@ -39,6 +39,10 @@ CASES = [
     ("masa_decomposed_learnable", MaSADecomposed, dict(learnable_decay=True, rotary="none"), (1, 7, 5)),
     ("swat_shift_pad", SwatMixer, dict(window_size=4, shift=True), (2, 9, 13)),
     ("swat_rowsum_rotary", SwatMixer, dict(window_size=4, shift=True, norm="rowsum", rotary="window"), (1, 8, 10)),
+    # merged windows (head dim 8): "n" folded into the multiplier, a learnable (per-forward) multiplier, signed ALiBi
+    ("swat_n_learnable", SwatMixer, dict(window_size=3, shift=True, norm="n", learnable_decay=True), (1, 7, 12)),
+    ("swat_signed_nobias_none", SwatMixer, dict(window_size=2, shift=False, alibi="signed", sigmoid_bias="none",
+                                                 norm="none"), (2, 6, 8)),
 ]
 
 
@@ -111,6 +115,40 @@ def test_block_diagonal():
     for w in range(3):
         off[:, 2 * w:2 * w + 2, 2 * w:2 * w + 2] = -1.0
     assert (off == -1.0).all()
+
+
+def test_sigmoid_group_sizes():
+    geo = axial.AxisGeometry
+    assert axial.sigmoid_group(geo(32, 4, 0), 16) == 4  # 8 windows of 4: 4 per pass
+    assert axial.sigmoid_group(geo(12, 4, 0), 16) == 3  # 3 windows: a divisor of the count
+    assert axial.sigmoid_group(geo(20, 4, 0), 16) == 1  # 5 windows: no divisor in 2..4
+    assert axial.sigmoid_group(geo(32, 4, 0), 0) == 1
+    assert axial.sigmoid_group(geo(8, 8, 0), 16) == 1  # one window
+
+
+@pytest.mark.parametrize("dim,heads,merged", [(32, 4, True), (64, 2, False)], ids=["head_dim8", "head_dim32"])
+def test_swat_fast_path_merges_windows_at_small_head_dims(monkeypatch, dim, heads, merged):
+    """Fails if the merge is reverted (or applied where it measured slower, head dim 32)."""
+    seen = []
+    run = axial.axial_window_attention
+
+    def record(q, k, v, gh, gw, *args, **kw):
+        seen.append((gh.window, gw.window))
+        return run(q, k, v, gh, gw, *args, **kw)
+
+    monkeypatch.setattr(axial, "axial_window_attention", record)
+    m = SwatMixer(dim, heads, window_size=4, shift=True)
+    m(torch.randn(1, 8, 16, dim))
+    with axial.reference_path():
+        m(torch.randn(1, 8, 16, dim))
+    assert seen[1] == (4, 4)  # the reference: one window per pass
+    assert seen[0] == ((8, 16) if merged else (4, 4))
+
+
+def test_merged_sigmoid_pass_needs_the_multiplier():
+    t = axial.PassTables(torch.zeros(1, 1, 2, 4, 4))
+    with pytest.raises(ValueError, match="multiplier"):
+        axial.grouped_sigmoid_pass(axial.AxisGeometry(8, 4, 0), t, "w", 2, "none")
 
 
 def test_reference_path_context_restores_flag():

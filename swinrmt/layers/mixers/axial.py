@@ -44,6 +44,16 @@ FAST_PATH = True
 WINDOWED_IF_WINDOWS = (2,)
 
 SIGMOID_NORMS = ("none", "rowsum", "n")
+# Sigmoid passes (SWAT) are explicit per-window matmuls. With small windows and a small head dim those products are
+# tiny (window 4, head dim 16: q k^T is 4 x 16 x 4 and P V 4 x 4 x 16) and run far below the GEMM rate. On the fast
+# path (`grouped_sigmoid_pass`) adjacent windows of an axis are merged into passes of up to SIGMOID_GROUP_LENGTH
+# positions, with the tables block-diagonal and the multiplier 0 between windows, so those weights are exactly 0:
+# more (uncounted) score work, in products large enough to run fast. On gated_swinrmt_swat_tiny's mixers (64 px,
+# forward + backward, benchmarks/speed/sigmoid_groups.py) that took 0.72-0.78x the time at head dim 16, and gained
+# nothing beyond noise at head dim 32 (0.94-1.09x in two runs), where the per-window products already run well; so
+# only heads of at most SIGMOID_GROUP_MAX_HEAD_DIM merge. SIGMOID_GROUP_LENGTH = 0 keeps one window per pass.
+SIGMOID_GROUP_LENGTH = 16
+SIGMOID_GROUP_MAX_HEAD_DIM = 16
 
 
 @dataclass
@@ -115,6 +125,40 @@ def axial_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gh
     yh = attend(height_layout(q, gh), height_layout(k, gh), width_to_height(yw, gh), th, kind, sigmoid_norm,
                 use_sdpa)
     return height_to_tokens(yh)
+
+
+def sigmoid_group(geo: AxisGeometry, length: int | None = None) -> int:
+    """How many adjacent windows of this axis one fast sigmoid pass takes: the largest divisor of the window count
+    whose merged length stays within `length` (SIGMOID_GROUP_LENGTH)."""
+    length = SIGMOID_GROUP_LENGTH if length is None else length
+    fits = max(1, length // geo.window)
+    return max(g for g in range(1, min(fits, geo.num_windows) + 1) if geo.num_windows % g == 0)
+
+
+def grouped_sigmoid_pass(geo: AxisGeometry, t: PassTables, axis: str, g: int,
+                         sigmoid_norm: str) -> tuple[AxisGeometry, PassTables]:
+    """The pass over `g` merged windows: a layout geometry (windows of g*M positions) and block-diagonal tables.
+
+    Between merged windows the multiplier is 0, so their weights are exactly 0 and every row keeps its own window's
+    keys only, as in the reference; `rowsum` is unchanged by those zeros, and `n` (divide by the window length) is
+    folded into the multiplier, since the merged pass is longer than a window.
+    """
+    if t.mul is None:
+        raise ValueError("a merged sigmoid pass needs the multiplier table (0 between windows)")
+    layout = AxisGeometry(geo.padded, geo.window * g, 0)  # only its num_windows / window are read by the layouts
+
+    def merge(tab: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        tab = tab.squeeze(2 if axis == "h" else 1)  # (heads or 1, nwin, M, M)
+        h, nw, m, _ = tab.shape
+        full = block_diagonal(tab.reshape(h * (nw // g), g, m, m), 0.0)  # (h * nwin/g, gM, gM)
+        full = full.view(h, nw // g, g * m, g * m)
+        return broadcast_pass_table(full * scale if scale != 1.0 else full, axis)
+
+    rotary = None
+    if t.rotary is not None:
+        rotary = (t.rotary[0].repeat(g, 1), t.rotary[1].repeat(g, 1))
+    mul = merge(t.mul, 1.0 / geo.window if sigmoid_norm == "n" else 1.0)
+    return layout, PassTables(merge(t.add), mul, rotary)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -296,9 +340,17 @@ class AxialMixer(nn.Module):
             y = self.post(crop_and_unroll(fast_axial_softmax(q, k, v, gh, gw, tw, th, self.fast_bias_key()), gh, gw),
                           x)
         else:
+            norm = getattr(self, "sigmoid_norm", "none")
+            lh, lw = gh, gw  # the layouts' geometry: the windows, or merged windows on the fast sigmoid path
+            if FAST_PATH and self.kind == "sigmoid" and self.head_dim <= SIGMOID_GROUP_MAX_HEAD_DIM:
+                gw_, gh_ = sigmoid_group(gw), sigmoid_group(gh)
+                if gw_ > 1 or gh_ > 1:
+                    lw, tw = grouped_sigmoid_pass(gw, tw, "w", gw_, norm)
+                    lh, th = grouped_sigmoid_pass(gh, th, "h", gh_, norm)
+                    norm = "none" if norm == "n" else norm
+
             def core(q, k, v):
-                y = axial_window_attention(q, k, v, gh, gw, tw, th, self.kind, getattr(self, "sigmoid_norm", "none"),
-                                           self.use_sdpa)
+                y = axial_window_attention(q, k, v, lh, lw, tw, th, self.kind, norm, self.use_sdpa)
                 return self.post(crop_and_unroll(y, gh, gw), x)
 
             if FAST_PATH and self.kind == "sigmoid" and self.training and torch.is_grad_enabled() and q.requires_grad:
