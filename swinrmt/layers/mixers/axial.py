@@ -50,7 +50,7 @@ SIGMOID_NORMS = ("none", "rowsum", "n")
 # positions, with the tables block-diagonal and the multiplier 0 between windows, so those weights are exactly 0:
 # more (uncounted) score work, in products large enough to run fast. On gated_swinrmt_swat_tiny's mixers (64 px,
 # forward + backward, benchmarks/speed/sigmoid_groups.py) that took 0.72-0.78x the time at head dim 16, and gained
-# nothing beyond noise at head dim 32 (0.94-1.09x in two runs), where the per-window products already run well; so
+# nothing beyond noise at head dim 32 (0.94-1.09x over three runs), where the per-window products already run well; so
 # only heads of at most SIGMOID_GROUP_MAX_HEAD_DIM merge. SIGMOID_GROUP_LENGTH = 0 keeps one window per pass.
 SIGMOID_GROUP_LENGTH = 16
 SIGMOID_GROUP_MAX_HEAD_DIM = 16
