@@ -344,7 +344,7 @@ class AxialMixer(nn.Module):
             lh, lw = gh, gw  # the layouts' geometry: the windows, or merged windows on the fast sigmoid path
             if FAST_PATH and self.kind == "sigmoid" and self.head_dim <= SIGMOID_GROUP_MAX_HEAD_DIM:
                 merge_w, merge_h = sigmoid_group(gw), sigmoid_group(gh)
-                if merge_w > 1 or merge_h > 1:  # tables rebuilt per forward: ~60 us a pass, stage 1 only
+                if merge_w > 1 or merge_h > 1:  # tables rebuilt per forward: about 60 us a pass
                     lw, tw = grouped_sigmoid_pass(gw, tw, "w", merge_w, norm)
                     lh, th = grouped_sigmoid_pass(gh, th, "h", merge_h, norm)
                     norm = "none" if norm == "n" else norm
