@@ -154,9 +154,7 @@ def grouped_sigmoid_pass(geo: AxisGeometry, t: PassTables, axis: str, g: int,
         full = full.view(h, nw // g, g * m, g * m)
         return broadcast_pass_table(full * scale if scale != 1.0 else full, axis)
 
-    rotary = None
-    if t.rotary is not None:
-        rotary = (t.rotary[0].repeat(g, 1), t.rotary[1].repeat(g, 1))
+    rotary = _axis_rotary(t, g) if t.rotary is not None else None
     mul = merge(t.mul, 1.0 / geo.window if sigmoid_norm == "n" else 1.0)
     return layout, PassTables(merge(t.add), mul, rotary)
 
@@ -203,12 +201,12 @@ def _axis_bias(t: PassTables, geo: AxisGeometry, axis: str, reps: int, key) -> t
     return cached(("fast_axis_bias",) + key + (geo, axis, reps, t.add.dtype, t.add.device), build)
 
 
-def _axis_rotary(t: PassTables, geo: AxisGeometry):
-    """In-window rotary code tiled over the padded axis: position p uses the code of p mod M."""
+def _axis_rotary(t: PassTables, windows: int):
+    """In-window rotary code tiled over `windows` windows: position p uses the code of p mod M."""
     sin, cos = t.rotary
-    if geo.num_windows == 1:
+    if windows == 1:
         return sin, cos
-    return sin.repeat(geo.num_windows, 1), cos.repeat(geo.num_windows, 1)
+    return sin.repeat(windows, 1), cos.repeat(windows, 1)
 
 
 def fast_axial_softmax(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gh: AxisGeometry, gw: AxisGeometry,
@@ -230,14 +228,14 @@ def fast_axial_softmax(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gh: Ax
     # width pass
     qw, kw_, vw = (t.view(b * hp, wp, heads, d).transpose(1, 2) for t in (q, k, v))
     if tw.rotary is not None:
-        sin, cos = _axis_rotary(tw, gw)
+        sin, cos = _axis_rotary(tw, gw.num_windows)
         qw, kw_ = apply_rotary(qw, sin, cos), apply_rotary(kw_, sin, cos)
     yw = biased_attention(qw, kw_, vw, _axis_bias(tw, gw, "w", 1, key), scale=1.0)
     yw = yw.transpose(1, 2).reshape(b, hp, wp * heads, d)  # a view when the kernel returns token order
     # height pass, V = the width pass output
     qh, kh = (t.view(b, hp, wp * heads, d).transpose(1, 2) for t in (q, k))
     if th.rotary is not None:
-        sin, cos = _axis_rotary(th, gh)
+        sin, cos = _axis_rotary(th, gh.num_windows)
         qh, kh = apply_rotary(qh, sin, cos), apply_rotary(kh, sin, cos)
     yh = biased_attention(qh, kh, yw.transpose(1, 2), _axis_bias(th, gh, "h", wp, key), scale=1.0)
     return yh.transpose(1, 2).reshape(b, hp, wp, heads * d)
