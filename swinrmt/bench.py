@@ -198,9 +198,11 @@ def memory_child(spec: dict) -> dict:
     """Run inside a fresh process: RSS before the first step, kernel high-water mark after `mem_steps` steps."""
     torch.set_num_threads(spec["threads"])
     keep_freed_memory()  # measured under the allocator the timed steps ran under
+    from .layers import short_attention
     from .layers.mixers import axial
 
-    axial.FAST_PATH = not spec.get("reference", False)
+    if spec.get("reference", False):  # a fresh process: the defaults hold unless the reference path is asked for
+        axial.FAST_PATH = short_attention.ENABLED = False
     r = _Runner(spec["model"], spec["mode"], spec["precision"], spec["img_size"], spec["batch"],
                 torch.device("cpu"), spec["num_classes"], spec.get("compile", False), spec.get("model_kwargs"))
     before = _rss_bytes()
@@ -270,12 +272,9 @@ def run_bench(models: Sequence[str] = DEFAULT_MODELS, img_size: int = 64, batch:
         keep_freed_memory()  # what the trainer runs under (see swinrmt.runtime)
     from .layers.mixers import axial
 
-    prev_fast, axial.FAST_PATH = axial.FAST_PATH, not reference  # --reference-path: the plain reference mixers
-    try:
+    with axial.reference_path() if reference else nullcontext():  # --reference-path: plain reference code
         return _run_bench(models, img_size, batch, modes, precisions, steps, warmup, dev, compile, memory, mem_steps,
                           num_classes, model_kwargs, baseline, reference, log)
-    finally:
-        axial.FAST_PATH = prev_fast
 
 
 def _run_bench(models, img_size, batch, modes, precisions, steps, warmup, dev, compile, memory, mem_steps,

@@ -14,7 +14,7 @@ import statistics
 import torch
 
 from swinrmt.bench import _Runner
-from swinrmt.layers import conv, eager, linear, rotary
+from swinrmt.layers import conv, eager, linear, rotary, short_attention
 from swinrmt.layers.mixers import axial
 from swinrmt.runtime import keep_freed_memory
 
@@ -55,6 +55,8 @@ SWITCHES = {  # each switch: (on, the _Runner) -> None
     "sigmoid_groups": lambda on, runner: setattr(axial, "SIGMOID_GROUP_LENGTH", _ORIG["group"] if on else 0),
     # training: the optimizer step on PyTorch's fused kernel vs its CPU default (a Python-level loop over parameters)
     "fused_optimizer": lambda on, runner: [g.update(fused=True if on else None) for g in runner.opt.param_groups],
+    # softmax attention over short sequences on swinrmt's C++ kernel vs PyTorch's fused (flash) CPU kernel
+    "short_attention": lambda on, runner: setattr(short_attention, "ENABLED", on),
 }
 
 TRAIN_ONLY = {"fused_optimizer"}  # no effect on inference (no optimizer there)

@@ -4,12 +4,15 @@
 dtype), with one measured exception: on CPU in bfloat16/float16 (autocast or a low-precision model) its fused kernel
 with an attention mask runs 3-10x slower than in float32 (torch 2.13, 2 cores; `benchmarks/speed/README.md`), while
 the same product written as two matmuls and a softmax runs about 2x faster than the float32 kernel. There the
-explicit form is used, with the softmax accumulated in float32 as the fused kernels do.
+explicit form is used, with the softmax accumulated in float32 as the fused kernels do. In float32 on CPU, calls over
+short sequences that fit `short_attention` (RMT's row/column passes, its 2-D stages) run on that kernel instead.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from . import short_attention as short
 
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 
@@ -18,6 +21,8 @@ def biased_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: to
                      scale: float | None = None) -> torch.Tensor:
     """softmax(q kᵀ · scale + bias) v over the last two axes; `scale` defaults to d^-1/2 as in SDPA."""
     bias = bias.to(q.dtype)
+    if short.eligible(q, k, v, bias) and short.available():
+        return short.short_attention(q, k, v, bias, scale)
     if q.device.type == "cpu" and q.dtype in LOW_PRECISION:
         s = q @ k.transpose(-1, -2)
         if scale != 1.0:  # None: the default d^-1/2

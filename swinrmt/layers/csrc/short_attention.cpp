@@ -1,0 +1,286 @@
+// Softmax attention with an additive bias over short sequences (4-64 positions, head dim 16/32/64), float32, CPU.
+//
+// Why by hand: RMT-style decomposed attention runs thousands of independent problems per call (one per image row or
+// column and head) of 32 x 32 x 16. PyTorch's fused CPU kernel (flash attention) pays per-block GEMM calls and
+// copies sized for long sequences and reaches ~30 GFLOP/s there; the explicit bmm form writes the score tensor out
+// and back. Here one problem lives in registers and L1: S = scale Q K^T + bias, P = softmax(S), O = P V, with the
+// row log-sum-exp kept for the backward (FlashAttention-2 style recompute, no P saved). Problems are split across
+// OpenMP threads. Inputs are read through strides (the token layout of the projections), outputs written the same way.
+//
+// Built at first use by swinrmt/layers/short_attention.py (c++ -O3 -march=native -fopenmp), called through ctypes.
+// Vector code uses GCC/Clang vector extensions (16 floats): AVX-512 where the CPU has it, narrower registers otherwise.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+namespace {
+
+typedef float vf __attribute__((vector_size(64), aligned(64)));
+typedef float vfu __attribute__((vector_size(64), aligned(4)));  // unaligned rows
+typedef int32_t vi __attribute__((vector_size(64)));
+constexpr int W = 16;
+
+inline vf splat(float x) { return vf{} + x; }
+inline vf loadu(const float* p) { return *(const vfu*)p; }
+inline void storeu(float* p, vf x) { *(vfu*)p = x; }
+inline vf vmax(vf a, vf b) { return a > b ? a : b; }
+inline vf sw8(vf x) { return __builtin_shufflevector(x, x, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7); }
+inline vf sw4(vf x) { return __builtin_shufflevector(x, x, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11); }
+inline vf sw2(vf x) { return __builtin_shufflevector(x, x, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13); }
+inline vf sw1(vf x) { return __builtin_shufflevector(x, x, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14); }
+inline float hmax(vf x) { x = vmax(x, sw8(x)); x = vmax(x, sw4(x)); x = vmax(x, sw2(x)); return vmax(x, sw1(x))[0]; }
+inline float hsum(vf x) { x += sw8(x); x += sw4(x); x += sw2(x); x += sw1(x); return x[0]; }
+
+// exp(x) for x <= ~88 as 2^n p(r), relative error < 3e-7; exactly 0 below -87, so masked keys (a large negative
+// bias, or -inf for the padding of a short row) get exactly zero weight, as in PyTorch's kernels.
+inline vf vexp(vf x0) {
+    const vf lo = splat(-87.0f);
+    const vf x = x0 < lo ? lo : x0;
+    const vf n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
+    const vf r = x - n * 0.693145751953125f - n * 1.42860682030941723212e-6f;
+    vf p = splat(1.0f / 5040.0f);
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    const vi e = (__builtin_convertvector(n, vi) + 127) << 23;
+    const vf y = p * (vf)e;
+    return x0 < lo ? vf{} : y;
+}
+
+// A bias row as LV vectors; positions past L (the register padding) get -inf.
+template <int L, int LV>
+inline vf bias_vec(const float* row, int jv) {
+    if ((jv + 1) * W <= L) return loadu(row + jv * W);
+    vf b = splat(-INFINITY);
+    for (int t = 0; t < L - jv * W; ++t) b[t] = row[jv * W + t];
+    return b;
+}
+
+// M^T of the L x D rows at stride ms, zero-padded to LP columns: the B operand of S = Q K^T (and of dO V^T).
+template <int D, int L, int LP>
+inline void transpose_rows(const float* m, int64_t ms, float (*mt)[LP]) {
+    for (int j = 0; j < L; ++j)
+        for (int c = 0; c < D; ++c) mt[c][j] = m[j * ms + c];
+    for (int c = 0; c < D; ++c)
+        for (int j = L; j < LP; ++j) mt[c][j] = 0.f;
+}
+
+struct Strides {  // element strides of a (n1, n2, L, D) operand; the last one is 1
+    int64_t a, b, row;
+};
+
+template <int D, int L>
+void forward_one(const float* q, int64_t qs, const float* k, int64_t ks, const float* v, int64_t vs,
+                 const float* bias, int64_t bs, float* out, int64_t os, float* lse, float scale) {
+    constexpr int LV = (L + W - 1) / W, LP = LV * W, DV = D / W;
+    // rows per block (powers of two, so they divide L): QB * LV score and PB * DV output accumulators in registers
+    constexpr int QB = std::min(LV == 1 ? 8 : 4, L), PB = std::min(DV == 1 ? 8 : (DV == 2 ? 4 : 2), L);
+    alignas(64) float kt[D][LP];
+    alignas(64) float p[L][LP];
+    float inv[L];
+    transpose_rows<D, L, LP>(k, ks, kt);
+    for (int i0 = 0; i0 < L; i0 += QB) {
+        vf s[QB][LV];
+        for (int ii = 0; ii < QB; ++ii)
+            for (int jv = 0; jv < LV; ++jv) s[ii][jv] = vf{};
+        for (int c = 0; c < D; ++c) {
+            vf kc[LV];
+            for (int jv = 0; jv < LV; ++jv) kc[jv] = *(const vf*)&kt[c][jv * W];
+            for (int ii = 0; ii < QB; ++ii) {
+                const float qv = q[(i0 + ii) * qs + c] * scale;
+                for (int jv = 0; jv < LV; ++jv) s[ii][jv] += qv * kc[jv];
+            }
+        }
+        for (int ii = 0; ii < QB; ++ii) {
+            const int i = i0 + ii;
+            vf m = splat(-INFINITY);
+            for (int jv = 0; jv < LV; ++jv) {
+                s[ii][jv] += bias_vec<L, LV>(bias + i * bs, jv);
+                m = vmax(m, s[ii][jv]);
+            }
+            const float mx = hmax(m);
+            vf sum = vf{};
+            for (int jv = 0; jv < LV; ++jv) {
+                const vf e = vexp(s[ii][jv] - mx);
+                *(vf*)&p[i][jv * W] = e;
+                sum += e;
+            }
+            const float total = hsum(sum);
+            inv[i] = 1.0f / total;
+            if (lse) lse[i] = mx + std::log(total);
+        }
+    }
+    for (int i0 = 0; i0 < L; i0 += PB) {
+        vf acc[PB][DV];
+        for (int ii = 0; ii < PB; ++ii)
+            for (int c = 0; c < DV; ++c) acc[ii][c] = vf{};
+        for (int j = 0; j < L; ++j) {
+            vf vr[DV];
+            for (int c = 0; c < DV; ++c) vr[c] = loadu(v + j * vs + c * W);
+            for (int ii = 0; ii < PB; ++ii) {
+                const float pj = p[i0 + ii][j];
+                for (int c = 0; c < DV; ++c) acc[ii][c] += pj * vr[c];
+            }
+        }
+        for (int ii = 0; ii < PB; ++ii)
+            for (int c = 0; c < DV; ++c) storeu(out + (i0 + ii) * os + c * W, acc[ii][c] * inv[i0 + ii]);
+    }
+}
+
+// P = exp(S - lse) recomputed; dV = P^T dO, dP = dO V^T, dS = P (dP - rowsum(dO * O)), dQ = scale dS K,
+// dK = scale dS^T Q.
+template <int D, int L>
+void backward_one(const float* q, int64_t qs, const float* k, int64_t ks, const float* v, int64_t vs,
+                  const float* bias, int64_t bs, const float* o, int64_t os, const float* go, int64_t gos,
+                  const float* lse, float* dq, int64_t dqs, float* dk, int64_t dks, float* dv, int64_t dvs,
+                  float scale) {
+    constexpr int LV = (L + W - 1) / W, LP = LV * W, DV = D / W;
+    constexpr int QB = std::min(LV == 1 ? 8 : 4, L), PB = std::min(DV == 1 ? 8 : (DV == 2 ? 4 : 2), L);
+    constexpr int KB = PB > 1 ? PB / 2 : 1;  // key rows per dK/dV block: 2 * KB * DV accumulators
+    alignas(64) float kt[D][LP];
+    alignas(64) float vt[D][LP];
+    alignas(64) float p[L][LP];
+    alignas(64) float ds[L][LP];
+    transpose_rows<D, L, LP>(k, ks, kt);
+    transpose_rows<D, L, LP>(v, vs, vt);
+    for (int i0 = 0; i0 < L; i0 += QB) {
+        vf s[QB][LV], g[QB][LV];
+        for (int ii = 0; ii < QB; ++ii)
+            for (int jv = 0; jv < LV; ++jv) s[ii][jv] = g[ii][jv] = vf{};
+        for (int c = 0; c < D; ++c) {
+            vf kc[LV], vc[LV];
+            for (int jv = 0; jv < LV; ++jv) {
+                kc[jv] = *(const vf*)&kt[c][jv * W];
+                vc[jv] = *(const vf*)&vt[c][jv * W];
+            }
+            for (int ii = 0; ii < QB; ++ii) {
+                const float qv = q[(i0 + ii) * qs + c] * scale, gv = go[(i0 + ii) * gos + c];
+                for (int jv = 0; jv < LV; ++jv) {
+                    s[ii][jv] += qv * kc[jv];
+                    g[ii][jv] += gv * vc[jv];
+                }
+            }
+        }
+        for (int ii = 0; ii < QB; ++ii) {
+            const int i = i0 + ii;
+            vf dot = vf{};
+            for (int c = 0; c < DV; ++c) dot += loadu(go + i * gos + c * W) * loadu(o + i * os + c * W);
+            const float di = hsum(dot), li = lse[i];
+            for (int jv = 0; jv < LV; ++jv) {
+                const vf e = vexp(s[ii][jv] + bias_vec<L, LV>(bias + i * bs, jv) - li);
+                *(vf*)&p[i][jv * W] = e;
+                *(vf*)&ds[i][jv * W] = e * (g[ii][jv] - di);
+            }
+        }
+    }
+    for (int i0 = 0; i0 < L; i0 += PB) {
+        vf acc[PB][DV];
+        for (int ii = 0; ii < PB; ++ii)
+            for (int c = 0; c < DV; ++c) acc[ii][c] = vf{};
+        for (int j = 0; j < L; ++j) {
+            vf kr[DV];
+            for (int c = 0; c < DV; ++c) kr[c] = loadu(k + j * ks + c * W);
+            for (int ii = 0; ii < PB; ++ii) {
+                const float x = ds[i0 + ii][j];
+                for (int c = 0; c < DV; ++c) acc[ii][c] += x * kr[c];
+            }
+        }
+        for (int ii = 0; ii < PB; ++ii)
+            for (int c = 0; c < DV; ++c) storeu(dq + (i0 + ii) * dqs + c * W, acc[ii][c] * scale);
+    }
+    for (int j0 = 0; j0 < L; j0 += KB) {
+        vf ak[KB][DV], av[KB][DV];
+        for (int jj = 0; jj < KB; ++jj)
+            for (int c = 0; c < DV; ++c) ak[jj][c] = av[jj][c] = vf{};
+        for (int i = 0; i < L; ++i) {
+            vf qr[DV], gr[DV];
+            for (int c = 0; c < DV; ++c) {
+                qr[c] = loadu(q + i * qs + c * W);
+                gr[c] = loadu(go + i * gos + c * W);
+            }
+            for (int jj = 0; jj < KB; ++jj) {
+                const float x = ds[i][j0 + jj], y = p[i][j0 + jj];
+                for (int c = 0; c < DV; ++c) {
+                    ak[jj][c] += x * qr[c];
+                    av[jj][c] += y * gr[c];
+                }
+            }
+        }
+        for (int jj = 0; jj < KB; ++jj)
+            for (int c = 0; c < DV; ++c) {
+                storeu(dk + (j0 + jj) * dks + c * W, ak[jj][c] * scale);
+                storeu(dv + (j0 + jj) * dvs + c * W, av[jj][c]);
+            }
+    }
+}
+
+template <int D, int L>
+void forward_all(const float* q, const float* k, const float* v, const float* bias, float* out, float* lse,
+                 int64_t n1, int64_t n2, const int64_t* st, float scale, int threads) {
+    const Strides Q{st[0], st[1], st[2]}, K{st[3], st[4], st[5]}, V{st[6], st[7], st[8]}, B{st[9], st[10], st[11]},
+        O{st[12], st[13], st[14]};
+    const int64_t n = n1 * n2;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t t = 0; t < n; ++t) {
+        const int64_t a = t / n2, b = t % n2;
+        forward_one<D, L>(q + a * Q.a + b * Q.b, Q.row, k + a * K.a + b * K.b, K.row, v + a * V.a + b * V.b, V.row,
+                          bias + a * B.a + b * B.b, B.row, out + a * O.a + b * O.b, O.row,
+                          lse ? lse + t * L : nullptr, scale);
+    }
+}
+
+template <int D, int L>
+void backward_all(const float* q, const float* k, const float* v, const float* bias, const float* o, const float* go,
+                  const float* lse, float* dq, float* dk, float* dv, int64_t n1, int64_t n2, const int64_t* st,
+                  float scale, int threads) {
+    const Strides Q{st[0], st[1], st[2]}, K{st[3], st[4], st[5]}, V{st[6], st[7], st[8]}, B{st[9], st[10], st[11]},
+        O{st[12], st[13], st[14]}, G{st[15], st[16], st[17]}, DQ{st[18], st[19], st[20]}, DK{st[21], st[22], st[23]},
+        DVs{st[24], st[25], st[26]};
+    const int64_t n = n1 * n2;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t t = 0; t < n; ++t) {
+        const int64_t a = t / n2, b = t % n2;
+        backward_one<D, L>(q + a * Q.a + b * Q.b, Q.row, k + a * K.a + b * K.b, K.row, v + a * V.a + b * V.b, V.row,
+                           bias + a * B.a + b * B.b, B.row, o + a * O.a + b * O.b, O.row, go + a * G.a + b * G.b,
+                           G.row, lse + t * L, dq + a * DQ.a + b * DQ.b, DQ.row, dk + a * DK.a + b * DK.b, DK.row,
+                           dv + a * DVs.a + b * DVs.b, DVs.row, scale);
+    }
+}
+
+}  // namespace
+
+#define SHAPES(X) X(16, 4) X(16, 8) X(16, 16) X(16, 32) X(16, 64) \
+                  X(32, 4) X(32, 8) X(32, 16) X(32, 32) X(32, 64) \
+                  X(64, 4) X(64, 8) X(64, 16) X(64, 32) X(64, 64)
+
+extern "C" {
+
+// Strides: 5 operands (q, k, v, bias, out) x 3 (n1, n2, row); a broadcast bias dimension has stride 0.
+// Returns 0, or 1 for an unsupported (head dim, length).
+int short_attention_forward(const float* q, const float* k, const float* v, const float* bias, float* out,
+                            float* lse, int64_t n1, int64_t n2, int64_t L, int64_t D, const int64_t* strides,
+                            float scale, int threads) {
+#define FWD(DD, LL) \
+    if (D == DD && L == LL) { forward_all<DD, LL>(q, k, v, bias, out, lse, n1, n2, strides, scale, threads); return 0; }
+    SHAPES(FWD)
+    return 1;
+}
+
+// Strides: 9 operands (q, k, v, bias, out, grad_out, grad_q, grad_k, grad_v) x 3.
+int short_attention_backward(const float* q, const float* k, const float* v, const float* bias, const float* o,
+                             const float* go, const float* lse, float* dq, float* dk, float* dv, int64_t n1,
+                             int64_t n2, int64_t L, int64_t D, const int64_t* strides, float scale, int threads) {
+#define BWD(DD, LL)                                                                                       \
+    if (D == DD && L == LL) {                                                                             \
+        backward_all<DD, LL>(q, k, v, bias, o, go, lse, dq, dk, dv, n1, n2, strides, scale, threads);      \
+        return 0;                                                                                         \
+    }
+    SHAPES(BWD)
+    return 1;
+}
+
+}  // extern "C"

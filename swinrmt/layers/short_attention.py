@@ -1,0 +1,190 @@
+"""Softmax attention with an additive bias over short sequences, on CPU in float32: a small C++ kernel.
+
+RMT-style attention runs thousands of independent small problems per call: one per image row or column and head in
+the decomposed passes (e.g. 8192 problems of 32 positions x head dim 16 in rmt_tiny's first stage at 64 px), one per
+image and head in the full 2-D stages. PyTorch's fused CPU kernel is built for long sequences and reaches about 30
+GFLOP/s on these; the explicit matmul form writes the score tensor out and reads it back, and its autograd keeps the
+probabilities. `csrc/short_attention.cpp` keeps each problem in registers and L1, and its backward recomputes the
+probabilities from the row log-sum-exp, so it saves what the fused kernel saves (q, k, v, output, log-sum-exp) and
+training memory is unchanged. On rmt_tiny's own calls it takes 0.25-0.65x the fused kernel's time forward and
+0.4-0.7x forward + backward (`benchmarks/speed/attention_kernels.py`).
+
+It is a fast path only: `biased_attention` calls it when `eligible` says the call fits (float32 CPU tensors, lengths
+4-64 in powers of two, head dim 16/32/64, a constant bias, plain eager mode), and PyTorch's kernel otherwise. The
+library is compiled at first use (about 3 s) with the system C++ compiler (`$CXX`, else c++/g++/clang++) as
+`-O3 -march=native -fopenmp`, cached under `$SWINRMT_CACHE_DIR` (default `~/.cache/swinrmt`)/kernels by a hash of the
+source, compiler, flags and CPU, written to a temporary file and renamed (concurrent processes never load half a
+file). Without a compiler, or if the build fails, one warning names the reason and PyTorch's kernel is used.
+`SWINRMT_CPU_KERNELS=0` turns the kernel off; so does `axial.reference_path()`.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import threading
+import warnings
+from pathlib import Path
+
+import torch
+from torch.autograd.function import once_differentiable
+
+ENABLED = os.environ.get("SWINRMT_CPU_KERNELS", "1") != "0"
+HEAD_DIMS = (16, 32, 64)
+LENGTHS = (4, 8, 16, 32, 64)
+SOURCE = Path(__file__).with_name("csrc") / "short_attention.cpp"
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17")
+
+_lib: ctypes.CDLL | None = None
+_tried = False
+_lock = threading.Lock()
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SWINRMT_CACHE_DIR") or Path.home() / ".cache" / "swinrmt") / "kernels"
+
+
+def _cpu_signature() -> str:
+    """What -march=native depends on: the CPU model and feature flags (a shared cache may serve several machines)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return "\n".join(sorted({ln for ln in lines if ln.startswith(("model name", "flags", "Features"))}))
+    except OSError:
+        return platform.machine() + platform.processor()
+
+
+def build(out_dir: Path | None = None) -> Path:
+    """Compile the kernel (or find it in the cache) and return the library's path; RuntimeError naming the reason."""
+    cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+    if not cxx:
+        raise RuntimeError("no C++ compiler found (set CXX or install g++)")
+    try:
+        version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        raise RuntimeError(f"{cxx} --version failed: {e}") from None
+    digest = hashlib.sha256()
+    for part in (SOURCE.read_bytes(), cxx.encode(), version.encode(), " ".join(FLAGS).encode(),
+                 _cpu_signature().encode()):
+        digest.update(part)
+    folder = out_dir or cache_dir()
+    lib = folder / f"short_attention-{digest.hexdigest()[:16]}.so"
+    if lib.exists():
+        return lib
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{lib.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+    try:
+        r = subprocess.run([cxx, *FLAGS, str(SOURCE), "-o", str(tmp)], capture_output=True, text=True, timeout=600)
+        if r.returncode != 0:
+            first = next((ln for ln in r.stderr.splitlines() if "error" in ln), r.stderr.strip()[:200])
+            raise RuntimeError(f"{cxx} failed: {first}")
+        os.replace(tmp, lib)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return lib
+
+
+def _load() -> ctypes.CDLL | None:
+    global _lib, _tried
+    with _lock:
+        if not _tried:
+            _tried = True
+            try:
+                lib = ctypes.CDLL(str(build()))
+            except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+                warnings.warn(f"swinrmt: the short-attention CPU kernel is off ({e}); using PyTorch's attention",
+                              RuntimeWarning, stacklevel=3)
+                return None
+            p, i64 = ctypes.c_void_p, ctypes.c_int64
+            lib.short_attention_forward.argtypes = [p] * 6 + [i64] * 4 + [p, ctypes.c_float, ctypes.c_int]
+            lib.short_attention_backward.argtypes = [p] * 10 + [i64] * 4 + [p, ctypes.c_float, ctypes.c_int]
+            _lib = lib
+    return _lib
+
+
+def available() -> bool:
+    """Whether the kernel is on and built (builds it on the first call)."""
+    return ENABLED and _load() is not None
+
+
+def _plain_eager() -> bool:
+    """No compiler, tracer, exporter, dispatch mode (FLOP counter, fake tensors) or functorch transform is active."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting():
+        return False
+    if torch.onnx.is_in_onnx_export() or torch._C._are_functorch_transforms_active():
+        return False
+    from torch.utils._python_dispatch import is_in_torch_dispatch_mode
+    return not is_in_torch_dispatch_mode()
+
+
+def eligible(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> bool:
+    """Whether a `biased_attention` call fits the kernel (cheap checks; does not build it)."""
+    if not ENABLED or q.device.type != "cpu" or q.dim() != 4 or bias.dim() != 4:
+        return False
+    n1, n2, length, d = q.shape
+    if length not in LENGTHS or d not in HEAD_DIMS or k.shape != q.shape or v.shape != q.shape:
+        return False
+    if any(t.dtype != torch.float32 or t.stride(-1) != 1 or t.device.type != "cpu" for t in (q, k, v, bias)):
+        return False
+    if bias.shape[2:] != (length, length) or bias.shape[0] not in (1, n1) or bias.shape[1] not in (1, n2):
+        return False
+    if bias.requires_grad and torch.is_grad_enabled():  # a learnable bias: its gradient is PyTorch's job
+        return False
+    return not torch.is_autocast_enabled("cpu") and _plain_eager()
+
+
+def _strides(*tensors: torch.Tensor) -> ctypes.Array:
+    """(n1, n2, row) element strides of each operand; 0 on a broadcast (size-1) dimension."""
+    out = []
+    for t in tensors:
+        out += [0 if t.shape[0] == 1 else t.stride(0), 0 if t.shape[1] == 1 else t.stride(1), t.stride(2)]
+    return (ctypes.c_int64 * len(out))(*out)
+
+
+def _forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, scale: float,
+             keep_lse: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    n1, n2, length, d = q.shape
+    out = torch.empty_like(q)  # q's layout: the token order when q is a strided view of it
+    lse = torch.empty(n1, n2, length, dtype=torch.float32) if keep_lse else None
+    rc = _lib.short_attention_forward(q.data_ptr(), k.data_ptr(), v.data_ptr(), bias.data_ptr(), out.data_ptr(),
+                                      None if lse is None else lse.data_ptr(), n1, n2, length, d,
+                                      _strides(q, k, v, bias, out), scale, torch.get_num_threads())
+    if rc != 0:
+        raise RuntimeError(f"short attention kernel: unsupported shape {tuple(q.shape)}")
+    return out, lse
+
+
+class ShortAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, bias, scale: float):
+        out, lse = _forward(q, k, v, bias, scale, keep_lse=True)
+        ctx.save_for_backward(q, k, v, bias, out, lse)
+        ctx.scale = scale
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        q, k, v, bias, out, lse = ctx.saved_tensors
+        n1, n2, length, d = q.shape
+        grad = grad if grad.stride(-1) == 1 else grad.contiguous()
+        dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+        rc = _lib.short_attention_backward(q.data_ptr(), k.data_ptr(), v.data_ptr(), bias.data_ptr(), out.data_ptr(),
+                                           grad.data_ptr(), lse.data_ptr(), dq.data_ptr(), dk.data_ptr(),
+                                           dv.data_ptr(), n1, n2, length, d,
+                                           _strides(q, k, v, bias, out, grad, dq, dk, dv), ctx.scale,
+                                           torch.get_num_threads())
+        if rc != 0:
+            raise RuntimeError(f"short attention kernel: unsupported shape {tuple(q.shape)}")
+        return dq, dk, dv, None, None
+
+
+def short_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
+                    scale: float | None = None) -> torch.Tensor:
+    """softmax(q kᵀ · scale + bias) v on the kernel; the caller checks `eligible` and `available` first."""
+    scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+        return ShortAttention.apply(q, k, v, bias, scale)
+    return _forward(q, k, v, bias, scale, keep_lse=False)[0]

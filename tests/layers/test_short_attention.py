@@ -1,0 +1,202 @@
+"""The short-attention CPU kernel (swinrmt/layers/csrc/short_attention.cpp) against plain float64 attention.
+
+Values and all three input gradients, on the strided layouts the mixers pass (token-order views), broadcast biases,
+masked keys, every supported length and head dim; plus when `biased_attention` routes to it and when it must not.
+"""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from swinrmt.layers import attention
+from swinrmt.layers import short_attention as sa
+from swinrmt.layers.mixers import MaSA2d, MaSADecomposed, axial
+
+pytestmark = pytest.mark.skipif(not sa.available(), reason="the short-attention kernel did not build here "
+                                                           "(no C++ compiler with OpenMP); PyTorch's kernel is used")
+
+
+def reference(q, k, v, bias, scale):
+    q, k, v, bias = (t.double() for t in (q, k, v, bias))
+    s = q @ k.transpose(-1, -2) * (q.shape[-1] ** -0.5 if scale is None else scale) + bias
+    return torch.softmax(s, -1) @ v
+
+
+def token_views(n_img, side, heads, d, axis, seed=0):
+    """q, k, v as the decomposed passes see them: strided views of (B, H, W, heads, d) token tensors (leaves)."""
+    g = torch.Generator().manual_seed(seed)
+    leaves = [torch.randn(n_img, side, side, heads, d, generator=g, requires_grad=True) for _ in range(3)]
+    if axis == "w":
+        views = [t.view(n_img * side, side, heads, d).transpose(1, 2) for t in leaves]
+    else:
+        views = [t.view(n_img, side, side * heads, d).transpose(1, 2) for t in leaves]
+    return leaves, views
+
+
+def check(leaves, views, bias, scale, atol=2e-5):
+    out = sa.short_attention(*views, bias, scale)
+    ref = reference(*views, bias, scale)
+    assert out.stride() == views[0].stride()  # written in q's (token) layout
+    torch.testing.assert_close(out.double(), ref, atol=atol, rtol=1e-4)
+    gy = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+    got = torch.autograd.grad(out, leaves, gy)
+    want = torch.autograd.grad(ref, leaves, gy.double())
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a.double(), b.double(), atol=atol * 5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("length", sa.LENGTHS)
+@pytest.mark.parametrize("d", sa.HEAD_DIMS)
+def test_every_length_and_head_dim(length, d):
+    n_img, heads = 2, 2
+    for axis in ("w", "h"):
+        leaves, views = token_views(n_img, length, heads, d, axis, seed=length + d)
+        n2 = views[0].shape[1]
+        bias = torch.randn(1, n2, length, length, generator=torch.Generator().manual_seed(3))
+        check(leaves, views, bias, 1.0)
+
+
+@pytest.mark.parametrize("bias_shape", ["n1n2", "n1_1", "1_n2", "1_1"])
+def test_broadcast_bias_and_default_scale(bias_shape):
+    n1, n2, length, d = 3, 4, 16, 32
+    g = torch.Generator().manual_seed(5)
+    leaves = [torch.randn(n1, n2, length, d, generator=g, requires_grad=True) for _ in range(3)]
+    shape = {"n1n2": (n1, n2), "n1_1": (n1, 1), "1_n2": (1, n2), "1_1": (1, 1)}[bias_shape]
+    bias = torch.randn(*shape, length, length, generator=g)
+    check(leaves, leaves, bias, None)
+
+
+def test_masked_keys_get_exactly_zero_weight():
+    """A NEG bias (the window mask) must zero a key's weight exactly, as in PyTorch's kernels: changing that key's
+    value or key vector cannot change the output."""
+    n1, n2, length, d = 2, 3, 8, 16
+    g = torch.Generator().manual_seed(7)
+    q, k, v = (torch.randn(n1, n2, length, d, generator=g) for _ in range(3))
+    bias = torch.zeros(1, 1, length, length)
+    bias[..., 5] = axial.NEG
+    out = sa.short_attention(q, k, v, bias, 1.0)
+    k2, v2 = k.clone(), v.clone()
+    k2[..., 5, :] += 3.0
+    v2[..., 5, :] = 3e38  # even a huge value: exp(-87) instead of 0 would show
+    assert torch.equal(out, sa.short_attention(q, k2, v2, bias, 1.0))
+    keep = [i for i in range(length) if i != 5]
+    ref = reference(q, k[..., keep, :], v[..., keep, :], bias[..., keep], 1.0)
+    torch.testing.assert_close(out.double(), ref, atol=2e-6, rtol=1e-5)
+
+
+def _kernel_calls(monkeypatch) -> list:
+    calls = []
+    real = sa.short_attention
+    monkeypatch.setattr(sa, "short_attention", lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
+def test_biased_attention_routes_eligible_calls(monkeypatch):
+    calls = _kernel_calls(monkeypatch)
+    q = k = v = torch.randn(4, 2, 32, 16)
+    bias = torch.randn(1, 2, 32, 32)
+    torch.testing.assert_close(attention.biased_attention(q, k, v, bias),
+                               F.scaled_dot_product_attention(q, k, v, attn_mask=bias), atol=1e-5, rtol=1e-5)
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("case", ["length_7", "head_dim_8", "bf16", "float64", "bias_requires_grad", "3d",
+                                  "disabled", "reference_path", "flop_counter", "autocast"])
+def test_falls_back_to_pytorch(case, monkeypatch):
+    calls = _kernel_calls(monkeypatch)
+    n1, n2, length, d, dtype = 2, 2, 16, 16, torch.float32
+    if case == "length_7":
+        length = 7
+    if case == "head_dim_8":
+        d = 8
+    if case in ("bf16", "float64"):
+        dtype = {"bf16": torch.bfloat16, "float64": torch.float64}[case]
+    q = k = v = torch.randn(n1, n2, length, d, dtype=dtype)
+    bias = torch.randn(1, n2, length, length, dtype=dtype, requires_grad=case == "bias_requires_grad")
+    if case == "3d":
+        q = k = v = q[0]
+        bias = bias[0]
+    ctx = torch.enable_grad()
+    if case == "disabled":
+        monkeypatch.setattr(sa, "ENABLED", False)
+    elif case == "reference_path":
+        ctx = axial.reference_path()
+    elif case == "flop_counter":  # the counter must see the attention FLOPs (it cannot see inside the kernel)
+        ctx = FlopCounterMode(display=False)
+    elif case == "autocast":
+        ctx = torch.autocast("cpu", dtype=torch.bfloat16)
+    with ctx:
+        attention.biased_attention(q, k, v, bias)
+    assert calls == []
+
+
+def test_flop_count_unchanged(monkeypatch):
+    m = MaSA2d(64, 2).eval()
+    x = torch.randn(2, 8, 8, 64)
+    with FlopCounterMode(display=False) as c1:
+        m(x)
+    monkeypatch.setattr(sa, "ENABLED", False)
+    with FlopCounterMode(display=False) as c2:
+        m(x)
+    assert c1.get_total_flops() == c2.get_total_flops() > 0
+
+
+@pytest.mark.parametrize("mixer", ["decomposed", "2d"])
+def test_mixers_equal_with_and_without_kernel(mixer, monkeypatch):
+    """RMT's mixers at shapes the kernel takes (16 x 16 maps: 16-long passes; 2-D: 16 tokens), values and grads."""
+    torch.manual_seed(0)
+    m = MaSADecomposed(64, 4) if mixer == "decomposed" else MaSA2d(64, 4)
+    x = torch.randn(2, 16, 16, 64) if mixer == "decomposed" else torch.randn(2, 4, 4, 64)
+    calls = _kernel_calls(monkeypatch)
+    results = []
+    for on in (True, False):
+        monkeypatch.setattr(sa, "ENABLED", on)
+        xi = x.clone().requires_grad_()
+        m.zero_grad(set_to_none=True)
+        y = m(xi)
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        results.append((y.detach(), xi.grad, {n: p.grad for n, p in m.named_parameters()}))
+    assert len(calls) == (2 if mixer == "decomposed" else 1)  # only the run with the kernel on
+    (y1, gx1, g1), (y2, gx2, g2) = results
+    torch.testing.assert_close(y1, y2, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(gx1, gx2, atol=1e-5, rtol=1e-4)
+    for n in g1:
+        torch.testing.assert_close(g1[n], g2[n], atol=1e-5, rtol=1e-4)
+
+
+def test_inference_saves_nothing():
+    q = k = v = torch.randn(2, 2, 8, 16, requires_grad=True)
+    bias = torch.zeros(1, 1, 8, 8)
+    with torch.no_grad():
+        out = sa.short_attention(q, k, v, bias)
+    assert out.grad_fn is None and not out.requires_grad
+
+
+def test_build_is_cached_and_a_failed_build_is_one_clear_error(tmp_path, monkeypatch):
+    first = sa.build(tmp_path)
+    mtime = first.stat().st_mtime_ns
+    assert sa.build(tmp_path) == first and first.stat().st_mtime_ns == mtime  # found, not rebuilt
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    monkeypatch.setenv("CXX", "false")  # a "compiler" that fails: a different key, a failed build
+    with pytest.raises(RuntimeError, match="false"):
+        sa.build(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [first.name]  # no partial file left behind
+
+
+def test_unavailable_kernel_warns_once_and_falls_back(monkeypatch, tmp_path):
+    monkeypatch.setenv("CXX", "false")
+    monkeypatch.setenv("SWINRMT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(sa, "_lib", None)
+    monkeypatch.setattr(sa, "_tried", False)
+    q = k = v = torch.randn(2, 2, 16, 16)
+    bias = torch.zeros(1, 2, 16, 16)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        y = attention.biased_attention(q, k, v, bias)
+        attention.biased_attention(q, k, v, bias)
+    assert len([x for x in w if "short-attention CPU kernel is off" in str(x.message)]) == 1
+    torch.testing.assert_close(y, F.scaled_dot_product_attention(q, k, v, attn_mask=bias))
