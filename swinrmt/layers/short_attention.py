@@ -119,6 +119,13 @@ def _plain_eager() -> bool:
     return not is_in_torch_dispatch_mode()
 
 
+def takes(length: int, head_dim: int, dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether attention over `length` positions at this head dim, dtype and device runs on the kernel here (on, in
+    plain eager mode, built: builds it on the first call). Lets callers pick a layout knowing which kernel follows."""
+    return (ENABLED and device.type == "cpu" and dtype == torch.float32 and length in LENGTHS
+            and head_dim in HEAD_DIMS and not torch.is_autocast_enabled("cpu") and _plain_eager() and available())
+
+
 def eligible(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> bool:
     """Whether a `biased_attention` call fits the kernel (cheap checks; does not build it)."""
     if not ENABLED or q.device.type != "cpu" or q.dim() != 4 or bias.dim() != 4:

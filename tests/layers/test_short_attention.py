@@ -14,7 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from swinrmt.layers import attention
 from swinrmt.layers import short_attention as sa
-from swinrmt.layers.mixers import MaSA2d, MaSADecomposed, axial
+from swinrmt.layers.mixers import MaSA2d, MaSADecomposed, RetentionMixer, axial
 
 pytestmark = pytest.mark.skipif(not sa.available(), reason="the short-attention kernel did not build here "
                                                            "(no C++ compiler with OpenMP); PyTorch's kernel is used")
@@ -200,3 +200,23 @@ def test_unavailable_kernel_warns_once_and_falls_back(monkeypatch, tmp_path):
         attention.biased_attention(q, k, v, bias)
     assert len([x for x in w if "short-attention CPU kernel is off" in str(x.message)]) == 1
     torch.testing.assert_close(y, F.scaled_dot_product_attention(q, k, v, attn_mask=bias))
+
+
+def test_two_window_inference_keeps_the_whole_axis_path_on_the_kernel(monkeypatch):
+    """With 2 windows per axis, inference takes the windowed layout only where the kernel would not run the whole-axis
+    passes (it beats the windowed layout); both choices give the same output."""
+    torch.manual_seed(0)
+    m = RetentionMixer(64, 4, window_size=4, shift=True).eval()  # head dim 16, 8x8 map: two 8-long passes
+    x = torch.randn(2, 8, 8, 64)
+    calls = _kernel_calls(monkeypatch)
+    with torch.no_grad():
+        on_kernel = m(x)
+    assert len(calls) == 2
+    monkeypatch.setattr(sa, "ENABLED", False)
+    windowed_layout = []
+    real = axial.axial_window_attention
+    monkeypatch.setattr(axial, "axial_window_attention", lambda *a, **k: windowed_layout.append(1) or real(*a, **k))
+    with torch.no_grad():
+        windowed = m(x)
+    assert windowed_layout == [1]
+    torch.testing.assert_close(on_kernel, windowed, atol=1e-5, rtol=1e-5)

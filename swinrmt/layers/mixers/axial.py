@@ -39,9 +39,10 @@ FAST_PATH = True
 # The fused softmax path attends along the whole padded axis, so with n windows per axis it computes n times the
 # scores a windowed pass needs. It wins when one window covers the axis (no waste: RMT's global passes) and when the
 # windows are many and tiny (the per-window problems are too small to run fast). With exactly 2 windows per axis
-# (e.g. 8x8 maps in 4x4 windows: stage 3 at 64 px) the windowed layout is faster in inference: 1-5 % of a
-# gated_swinrmt_retention_tiny step at batch 64. In training it is slower (its backward keeps the per-window copies),
-# so it is used only without autograd (benchmarks/speed/README.md). An empty tuple always takes the fused path.
+# (e.g. 8x8 maps in 4x4 windows: stage 3 at 64 px) the windowed layout is faster in inference than PyTorch's fused
+# kernel: 1-5 % of a gated_swinrmt_retention_tiny step at batch 64. In training it is slower (its backward keeps the
+# per-window copies), so it is used only without autograd, and only where the whole-axis passes would not run on the
+# short-attention kernel, which beats it (benchmarks/speed/README.md). An empty tuple always takes the fused path.
 WINDOWED_IF_WINDOWS = (2,)
 
 SIGMOID_NORMS = ("none", "rowsum", "n")
@@ -338,7 +339,7 @@ class AxialMixer(nn.Module):
         v = roll_and_pad(v.view(b, h, w, heads, d), gh, gw)
         tw = self.pass_tables(gw, "w", q.dtype, q.device)
         th = self.pass_tables(gh, "h", q.dtype, q.device)
-        if FAST_PATH and self.kind == "softmax" and self.use_sdpa and not self.windowed_is_faster(gh, gw):
+        if FAST_PATH and self.kind == "softmax" and self.use_sdpa and not self.windowed_is_faster(gh, gw, q):
             y = self.post(crop_and_unroll(fast_axial_softmax(q, k, v, gh, gw, tw, th, self.fast_bias_key()), gh, gw),
                           x)
         else:
@@ -377,15 +378,20 @@ class AxialMixer(nn.Module):
         return linear(x, self.q.weight * self.scale, bias)
 
     @staticmethod
-    def windowed_is_faster(gh: AxisGeometry, gw: AxisGeometry) -> bool:
+    def windowed_is_faster(gh: AxisGeometry, gw: AxisGeometry, q: torch.Tensor) -> bool:
         """Whether the windowed layout beats the fused whole-axis path here (see WINDOWED_IF_WINDOWS).
 
         Measured in eager mode; under torch.compile the fused path is kept (Inductor's lowering of the 6-D windowed
-        SDPA call fails in torch 2.13).
+        SDPA call fails in torch 2.13). Where both whole-axis passes run on the short-attention kernel, the fused path
+        is kept too: there it measured faster than the windowed layout (benchmarks/speed/README.md, seventh session).
         """
         if torch.is_grad_enabled() or torch.compiler.is_compiling():
             return False
-        return max(gh.num_windows, gw.num_windows) in WINDOWED_IF_WINDOWS
+        if max(gh.num_windows, gw.num_windows) not in WINDOWED_IF_WINDOWS:
+            return False
+        d = q.shape[-1]
+        return not (short_attention.takes(gh.padded, d, q.dtype, q.device)
+                    and short_attention.takes(gw.padded, d, q.dtype, q.device))
 
     def fast_bias_key(self):
         """Cache key of this mixer's (fixed) pass tables, or None when they change per forward (learnable decay)."""
