@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The commands behind benchmarks/speed/README.md (CPU, 2 threads). Run from the repository root:
 #   benchmarks/speed/run_cpu.sh > benchmarks/speed/run_cpu.log 2>&1
-# Sections 1-3 and 8-11 are the sixth session's run (2026-11-24, late): run_cpu.log. The fifth and fourth sessions'
-# runs of the same sections are run_cpu_session5.log and run_cpu_session4.log. Sections 6-7 are the third session's
-# (run_cpu_session3.log), 4-5 the second session's, kept as recorded and not rerun.
-# The *_session1/3/4/5.json files are sections 1-3 (and 11) as the first / third / fourth / fifth sessions ran them.
+# Sections 1-3 and 8-11 are the seventh session's run (2026-11-25): run_cpu.log. The sixth, fifth and fourth
+# sessions' runs of the same sections are run_cpu_session6.log, run_cpu_session5.log and run_cpu_session4.log.
+# Sections 6-7 are the third session's (run_cpu_session3.log), 4-5 the second session's, kept as recorded, not rerun.
+# The *_session1/3/4/5/6.json files are sections 1-3 (and 11) as the first / third to sixth sessions ran them.
 set -e
 M="rmt_tiny gated_swinrmt_retention_tiny gated_swinrmt_swat_tiny"
 uptime
@@ -40,7 +40,7 @@ uptime
 # python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode infer --precision fp32 --compile \
 #   --steps 5 --warmup 2 --no-memory --out benchmarks/speed/cpu_tiny_64px_b64_compile.json
 # uptime
-# 8. each speed change of the fourth to sixth sessions on/off, interleaved in one process (whole-model ratios); the
+# 8. each speed change of the fourth to seventh sessions on/off, interleaved in one process (whole-model ratios); the
 #    third session's switches (complex_rotary, scale_fold, windowed_inference) are in run_cpu_session4.log
 echo "| switch | model | mode | off ms | on ms | on / off |"
 echo "|---|---|---|---:|---:|---:|"
@@ -55,6 +55,9 @@ python benchmarks/speed/ab_switch.py fused_optimizer --model rmt_tiny --mode tra
 python benchmarks/speed/ab_switch.py fused_optimizer --model rmt_tiny --mode train --steps 10 --stem-stride 4
 python benchmarks/speed/ab_switch.py sigmoid_groups --model gated_swinrmt_swat_tiny --steps 10
 python benchmarks/speed/ab_switch.py sigmoid_groups --model gated_swinrmt_swat_tiny --steps 10 --stem-stride 4
+python benchmarks/speed/ab_switch.py short_attention --model rmt_tiny --steps 10
+python benchmarks/speed/ab_switch.py short_attention --model rmt_tiny --steps 10 --stem-stride 4
+python benchmarks/speed/ab_switch.py short_attention --model gated_swinrmt_retention_tiny --steps 10
 uptime
 # 9. where an inference step spends its time, per module type, timed without the profiler; the depthwise convs'
 #    gradients (aten's against DWConv's)
@@ -63,8 +66,9 @@ python benchmarks/speed/module_times.py --model rmt_tiny --stem-stride 4
 python benchmarks/speed/dwconv_backward.py --model rmt_tiny
 python benchmarks/speed/dwconv_backward.py --model rmt_tiny --stem-stride 4
 uptime
-# 10. the kernels behind the fourth to sixth sessions' changes, on the models' own shapes (each call alone): oneDNN
-#     projections and their 1x1-convolution gradients (kept), the explicit attention form in training (dropped: memory),
+# 10. the kernels behind the fourth to seventh sessions' changes, on the models' own shapes (each call alone): oneDNN
+#     projections and their 1x1-convolution gradients (kept), the explicit attention form in training (dropped: memory)
+#     and the short-attention kernel (kept),
 #     the optimizer step's three implementations (fused kept), SWAT's mixers with merged windows (kept at head dim 16)
 python benchmarks/speed/gemm_kernels.py --model rmt_tiny
 python benchmarks/speed/gemm_kernels.py --model rmt_tiny --stem-stride 4
