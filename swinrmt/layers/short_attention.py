@@ -98,8 +98,8 @@ def _load() -> ctypes.CDLL | None:
                               RuntimeWarning, stacklevel=3)
                 return None
             p, i64 = ctypes.c_void_p, ctypes.c_int64
-            lib.short_attention_forward.argtypes = [p] * 6 + [i64] * 4 + [p, ctypes.c_float, ctypes.c_int]
-            lib.short_attention_backward.argtypes = [p] * 10 + [i64] * 4 + [p, ctypes.c_float, ctypes.c_int]
+            lib.short_attention_forward.argtypes = [p] * 7 + [i64] * 4 + [p, p, ctypes.c_float, ctypes.c_int]
+            lib.short_attention_backward.argtypes = [p] * 11 + [i64] * 4 + [p, p, ctypes.c_float, ctypes.c_int]
             _lib = lib
     return _lib
 
@@ -126,19 +126,23 @@ def takes(length: int, head_dim: int, dtype: torch.dtype, device: torch.device) 
             and head_dim in HEAD_DIMS and not torch.is_autocast_enabled("cpu") and _plain_eager() and available())
 
 
-def eligible(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> bool:
-    """Whether a `biased_attention` call fits the kernel (cheap checks; does not build it)."""
+def eligible(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
+             mul: torch.Tensor | None = None) -> bool:
+    """Whether a call fits the kernel (cheap checks; does not build it): `biased_attention`'s, or with `mul` a
+    sigmoid pass's."""
     if not ENABLED or q.device.type != "cpu" or q.dim() != 4 or bias.dim() != 4:
         return False
     n1, n2, length, d = q.shape
     if length not in LENGTHS or d not in HEAD_DIMS or k.shape != q.shape or v.shape != q.shape:
         return False
-    if any(t.dtype != torch.float32 or t.stride(-1) != 1 or t.device.type != "cpu" for t in (q, k, v, bias)):
+    tables = (bias,) if mul is None else (bias, mul)
+    if any(t.dtype != torch.float32 or t.stride(-1) != 1 or t.device.type != "cpu" for t in (q, k, v) + tables):
         return False
-    if bias.shape[2:] != (length, length) or bias.shape[0] not in (1, n1) or bias.shape[1] not in (1, n2):
-        return False
-    if bias.requires_grad and torch.is_grad_enabled():  # a learnable bias: its gradient is PyTorch's job
-        return False
+    for t in tables:
+        if t.dim() != 4 or t.shape[2:] != (length, length) or t.shape[0] not in (1, n1) or t.shape[1] not in (1, n2):
+            return False
+        if t.requires_grad and torch.is_grad_enabled():  # a learnable table: its gradient is PyTorch's job
+            return False
     return not torch.is_autocast_enabled("cpu") and _plain_eager()
 
 
@@ -150,48 +154,66 @@ def _strides(*tensors: torch.Tensor) -> ctypes.Array:
     return (ctypes.c_int64 * len(out))(*out)
 
 
-def _forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, scale: float,
-             keep_lse: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, mul: torch.Tensor | None,
+             scale: float, keep_lse: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     n1, n2, length, d = q.shape
     out = torch.empty_like(q)  # q's layout: the token order when q is a strided view of it
-    lse = torch.empty(n1, n2, length, dtype=torch.float32) if keep_lse else None
-    rc = _lib.short_attention_forward(q.data_ptr(), k.data_ptr(), v.data_ptr(), bias.data_ptr(), out.data_ptr(),
+    lse = torch.empty(n1, n2, length, dtype=torch.float32) if keep_lse and mul is None else None
+    rc = _lib.short_attention_forward(q.data_ptr(), k.data_ptr(), v.data_ptr(), bias.data_ptr(),
+                                      None if mul is None else mul.data_ptr(), out.data_ptr(),
                                       None if lse is None else lse.data_ptr(), n1, n2, length, d,
-                                      _strides(q, k, v, bias, out), scale, torch.get_num_threads())
+                                      _strides(q, k, v, bias, out), _strides(bias if mul is None else mul), scale,
+                                      torch.get_num_threads())
     if rc != 0:
         raise RuntimeError(f"short attention kernel: unsupported shape {tuple(q.shape)}")
     return out, lse
 
 
 class ShortAttention(torch.autograd.Function):
+    """Softmax attention (mul None) or SWAT's sigmoid attention (weights sigmoid(S) * mul) on the kernel. Saves what
+    the backward recomputes from: q, k, v, the tables and, for softmax, the output and row log-sum-exp."""
+
     @staticmethod
-    def forward(ctx, q, k, v, bias, scale: float):
-        out, lse = _forward(q, k, v, bias, scale, keep_lse=True)
-        ctx.save_for_backward(q, k, v, bias, out, lse)
-        ctx.scale = scale
+    def forward(ctx, q, k, v, bias, mul, scale: float):
+        out, lse = _forward(q, k, v, bias, mul, scale, keep_lse=True)
+        ctx.sigmoid, ctx.scale = mul is not None, scale
+        ctx.save_for_backward(q, k, v, bias, *((mul,) if mul is not None else (out, lse)))
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        q, k, v, bias, out, lse = ctx.saved_tensors
+        q, k, v, bias, *rest = ctx.saved_tensors
+        mul, out, lse = (rest[0], None, None) if ctx.sigmoid else (None, *rest)
         n1, n2, length, d = q.shape
         grad = grad if grad.stride(-1) == 1 else grad.contiguous()
         dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-        rc = _lib.short_attention_backward(q.data_ptr(), k.data_ptr(), v.data_ptr(), bias.data_ptr(), out.data_ptr(),
-                                           grad.data_ptr(), lse.data_ptr(), dq.data_ptr(), dk.data_ptr(),
+        ptr = (lambda t: None if t is None else t.data_ptr())
+        rc = _lib.short_attention_backward(q.data_ptr(), k.data_ptr(), v.data_ptr(), bias.data_ptr(), ptr(mul),
+                                           ptr(out), grad.data_ptr(), ptr(lse), dq.data_ptr(), dk.data_ptr(),
                                            dv.data_ptr(), n1, n2, length, d,
-                                           _strides(q, k, v, bias, out, grad, dq, dk, dv), ctx.scale,
+                                           _strides(q, k, v, bias, grad if out is None else out, grad, dq, dk, dv),
+                                           _strides(bias if mul is None else mul), ctx.scale,
                                            torch.get_num_threads())
         if rc != 0:
             raise RuntimeError(f"short attention kernel: unsupported shape {tuple(q.shape)}")
-        return dq, dk, dv, None, None
+        return dq, dk, dv, None, None, None
+
+
+def _apply(q, k, v, bias, mul, scale):
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+        return ShortAttention.apply(q, k, v, bias, mul, scale)
+    return _forward(q, k, v, bias, mul, scale, keep_lse=False)[0]
 
 
 def short_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
                     scale: float | None = None) -> torch.Tensor:
     """softmax(q kᵀ · scale + bias) v on the kernel; the caller checks `eligible` and `available` first."""
-    scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
-    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
-        return ShortAttention.apply(q, k, v, bias, scale)
-    return _forward(q, k, v, bias, scale, keep_lse=False)[0]
+    return _apply(q, k, v, bias, None, q.shape[-1] ** -0.5 if scale is None else float(scale))
+
+
+def sigmoid_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, add: torch.Tensor, mul: torch.Tensor,
+                      scale: float = 1.0) -> torch.Tensor:
+    """(sigmoid(q kᵀ · scale + add) · mul) v on the kernel (SWAT's pass, no row normaliser); the caller checks
+    `eligible(q, k, v, add, mul)` and `available` first."""
+    return _apply(q, k, v, add, mul, float(scale))

@@ -220,3 +220,94 @@ def test_two_window_inference_keeps_the_whole_axis_path_on_the_kernel(monkeypatc
         windowed = m(x)
     assert windowed_layout == [1]
     torch.testing.assert_close(on_kernel, windowed, atol=1e-5, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# SWAT's sigmoid passes: weights sigmoid(S) * mul, no normaliser
+# ---------------------------------------------------------------------------------------------------------------------
+def sigmoid_reference(q, k, v, add, mul, scale=1.0):
+    q, k, v, add, mul = (t.double() for t in (q, k, v, add, mul))
+    return (torch.sigmoid(q @ k.transpose(-1, -2) * scale + add) * mul) @ v
+
+
+@pytest.mark.parametrize("length", sa.LENGTHS)
+@pytest.mark.parametrize("d", sa.HEAD_DIMS)
+def test_sigmoid_every_length_and_head_dim(length, d):
+    for axis in ("w", "h"):
+        leaves, views = token_views(2, length, 2, d, axis, seed=length * d)
+        n2 = views[0].shape[1]
+        g = torch.Generator().manual_seed(4)
+        add = torch.randn(1, n2, length, length, generator=g) * 3  # scores spread over sigmoid's whole range
+        mul = torch.rand(1, n2, length, length, generator=g) * (torch.rand(1, n2, length, length, generator=g) > 0.3)
+        out = sa.sigmoid_attention(*views, add, mul)
+        ref = sigmoid_reference(*views, add, mul)
+        assert out.stride() == views[0].stride()
+        torch.testing.assert_close(out.double(), ref, atol=2e-5, rtol=1e-4)
+        gy = torch.randn(out.shape, generator=g)
+        for a, b in zip(torch.autograd.grad(out, leaves, gy), torch.autograd.grad(ref, leaves, gy.double())):
+            torch.testing.assert_close(a.double(), b.double(), atol=1e-4, rtol=1e-4)
+
+
+def test_sigmoid_zero_multiplier_is_exactly_zero_weight_and_extremes_stay_finite():
+    n1, n2, length, d = 2, 2, 16, 16
+    g = torch.Generator().manual_seed(9)
+    q, k, v = (torch.randn(n1, n2, length, d, generator=g) * 30 for _ in range(3))  # |scores| in the thousands
+    add = torch.zeros(n1, n2, length, length)
+    mul = torch.ones(n1, n2, length, length)
+    mul[..., 3] = 0
+    out = sa.sigmoid_attention(q, k, v, add, mul)
+    assert torch.isfinite(out).all()
+    v2 = v.clone()
+    v2[..., 3, :] = 3e38
+    assert torch.equal(out, sa.sigmoid_attention(q, k, v2, add, mul))
+    torch.testing.assert_close(out.double(), sigmoid_reference(q, k, v, add, mul), atol=1e-3, rtol=1e-5)
+
+
+SWAT_CASES = [  # (options, map): lengths the kernel takes, head dim 16
+    (dict(window_size=4, shift=True), (2, 8, 8)),
+    (dict(window_size=4, shift=False, norm="n"), (2, 16, 8)),
+    (dict(window_size=4, shift=True, rotary="window", alibi="signed", sigmoid_bias="none"), (1, 8, 16)),
+    (dict(window_size=3, shift=True), (2, 7, 5)),  # padded to 9 and 6: not on the kernel, same answer
+]
+
+
+@pytest.mark.parametrize("opts,shape", SWAT_CASES)
+@pytest.mark.parametrize("training", [False, True])
+def test_swat_mixer_on_the_kernel_equals_the_reference(opts, shape, training, monkeypatch):
+    from swinrmt.layers.mixers import SwatMixer
+
+    torch.manual_seed(0)
+    m = SwatMixer(64, 4, **opts).train(training)
+    x = torch.randn(*shape, 64)
+    calls = []
+    real = sa.sigmoid_attention
+    monkeypatch.setattr(sa, "sigmoid_attention", lambda *a, **k: calls.append(1) or real(*a, **k))
+    results = []
+    for ref in (False, True):
+        xi = x.clone().requires_grad_()
+        m.zero_grad(set_to_none=True)
+        with axial.reference_path() if ref else torch.enable_grad():
+            y = m(xi)
+            (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        results.append((y.detach(), xi.grad, {n: p.grad for n, p in m.named_parameters() if p.grad is not None}))
+        if not ref:
+            on_kernel = shape[1] % 4 == 0 and shape[2] % 4 == 0 and opts["window_size"] == 4
+            # two passes, run again by the training recompute
+            assert len(calls) == (2 * (2 if training else 1) if on_kernel else 0)
+    (y1, gx1, g1), (y2, gx2, g2) = results
+    torch.testing.assert_close(y1, y2, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(gx1, gx2, atol=1e-5, rtol=1e-4)
+    assert g1.keys() == g2.keys()
+    for n in g1:
+        torch.testing.assert_close(g1[n], g2[n], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("opts", [dict(norm="rowsum"), dict(learnable_decay=True)])
+def test_swat_options_the_kernel_does_not_cover_keep_the_explicit_path(opts, monkeypatch):
+    from swinrmt.layers.mixers import SwatMixer
+
+    m = SwatMixer(64, 4, window_size=4, shift=True, **opts).train()
+    calls = []
+    monkeypatch.setattr(sa, "sigmoid_attention", lambda *a, **k: calls.append(1))
+    m(torch.randn(2, 8, 8, 64)).sum().backward()
+    assert calls == []

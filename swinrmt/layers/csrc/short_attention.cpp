@@ -60,6 +60,23 @@ inline vf bias_vec(const float* row, int jv) {
     return b;
 }
 
+// A multiplier row as LV vectors, 0 past L.
+template <int L, int LV>
+inline vf mul_vec(const float* row, int jv) {
+    if ((jv + 1) * W <= L) return loadu(row + jv * W);
+    vf m = vf{};
+    for (int t = 0; t < L - jv * W; ++t) m[t] = row[jv * W + t];
+    return m;
+}
+
+// 1 / (1 + exp(-x)) for any x (exp's argument clamped to 80: sigmoid < 2e-35 there).
+inline vf vsigmoid(vf x) {
+    vf nx = -x;
+    const vf hi = splat(80.0f);
+    nx = nx > hi ? hi : nx;
+    return 1.0f / (1.0f + vexp(nx));
+}
+
 // M^T of the L x D rows at stride ms, zero-padded to LP columns: the B operand of S = Q K^T (and of dO V^T).
 template <int D, int L, int LP>
 inline void transpose_rows(const float* m, int64_t ms, float (*mt)[LP]) {
@@ -73,9 +90,12 @@ struct Strides {  // element strides of a (n1, n2, L, D) operand; the last one i
     int64_t a, b, row;
 };
 
-template <int D, int L>
+// SIG = false: softmax(S) with S = scale Q K^T + bias. SIG = true: SWAT's sigmoid(S) * mul (no normaliser; a key
+// whose multiplier is 0 gets weight exactly 0).
+template <int D, int L, bool SIG>
 void forward_one(const float* q, int64_t qs, const float* k, int64_t ks, const float* v, int64_t vs,
-                 const float* bias, int64_t bs, float* out, int64_t os, float* lse, float scale) {
+                 const float* bias, int64_t bs, const float* mul, int64_t ms, float* out, int64_t os, float* lse,
+                 float scale) {
     constexpr int LV = (L + W - 1) / W, LP = LV * W, DV = D / W;
     // rows per block (powers of two, so they divide L): QB * LV score and PB * DV output accumulators in registers
     constexpr int QB = std::min(LV == 1 ? 8 : 4, L), PB = std::min(DV == 1 ? 8 : (DV == 2 ? 4 : 2), L);
@@ -97,6 +117,14 @@ void forward_one(const float* q, int64_t qs, const float* k, int64_t ks, const f
         }
         for (int ii = 0; ii < QB; ++ii) {
             const int i = i0 + ii;
+            if constexpr (SIG) {
+                for (int jv = 0; jv < LV; ++jv) {
+                    const vf x = s[ii][jv] + mul_vec<L, LV>(bias + i * bs, jv);  // bias row, 0-padded
+                    *(vf*)&p[i][jv * W] = vsigmoid(x) * mul_vec<L, LV>(mul + i * ms, jv);
+                }
+                inv[i] = 1.0f;
+                continue;
+            }
             vf m = splat(-INFINITY);
             for (int jv = 0; jv < LV; ++jv) {
                 s[ii][jv] += bias_vec<L, LV>(bias + i * bs, jv);
@@ -133,11 +161,12 @@ void forward_one(const float* q, int64_t qs, const float* k, int64_t ks, const f
 
 // P = exp(S - lse) recomputed; dV = P^T dO, dP = dO V^T, dS = P (dP - rowsum(dO * O)), dQ = scale dS K,
 // dK = scale dS^T Q.
-template <int D, int L>
+// Sigmoid (SIG): A = sig * mul recomputed, dS = (dO V^T) * mul * sig * (1 - sig); then as for softmax.
+template <int D, int L, bool SIG>
 void backward_one(const float* q, int64_t qs, const float* k, int64_t ks, const float* v, int64_t vs,
-                  const float* bias, int64_t bs, const float* o, int64_t os, const float* go, int64_t gos,
-                  const float* lse, float* dq, int64_t dqs, float* dk, int64_t dks, float* dv, int64_t dvs,
-                  float scale) {
+                  const float* bias, int64_t bs, const float* mul, int64_t ms, const float* o, int64_t os,
+                  const float* go, int64_t gos, const float* lse, float* dq, int64_t dqs, float* dk, int64_t dks,
+                  float* dv, int64_t dvs, float scale) {
     constexpr int LV = (L + W - 1) / W, LP = LV * W, DV = D / W;
     constexpr int QB = std::min(LV == 1 ? 8 : 4, L), PB = std::min(DV == 1 ? 8 : (DV == 2 ? 4 : 2), L);
     constexpr int KB = PB > 1 ? PB / 2 : 1;  // key rows per dK/dV block: 2 * KB * DV accumulators
@@ -167,6 +196,15 @@ void backward_one(const float* q, int64_t qs, const float* k, int64_t ks, const 
         }
         for (int ii = 0; ii < QB; ++ii) {
             const int i = i0 + ii;
+            if constexpr (SIG) {
+                for (int jv = 0; jv < LV; ++jv) {
+                    const vf sg = vsigmoid(s[ii][jv] + mul_vec<L, LV>(bias + i * bs, jv));
+                    const vf m = mul_vec<L, LV>(mul + i * ms, jv);
+                    *(vf*)&p[i][jv * W] = sg * m;
+                    *(vf*)&ds[i][jv * W] = g[ii][jv] * m * sg * (1.0f - sg);
+                }
+                continue;
+            }
             vf dot = vf{};
             for (int c = 0; c < DV; ++c) dot += loadu(go + i * gos + c * W) * loadu(o + i * os + c * W);
             const float di = hsum(dot), li = lse[i];
@@ -218,35 +256,38 @@ void backward_one(const float* q, int64_t qs, const float* k, int64_t ks, const 
     }
 }
 
-template <int D, int L>
-void forward_all(const float* q, const float* k, const float* v, const float* bias, float* out, float* lse,
-                 int64_t n1, int64_t n2, const int64_t* st, float scale, int threads) {
+template <int D, int L, bool SIG>
+void forward_all(const float* q, const float* k, const float* v, const float* bias, const float* mul, float* out,
+                 float* lse, int64_t n1, int64_t n2, const int64_t* st, const int64_t* mst, float scale,
+                 int threads) {
     const Strides Q{st[0], st[1], st[2]}, K{st[3], st[4], st[5]}, V{st[6], st[7], st[8]}, B{st[9], st[10], st[11]},
-        O{st[12], st[13], st[14]};
+        O{st[12], st[13], st[14]}, M{mst[0], mst[1], mst[2]};
     const int64_t n = n1 * n2;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t t = 0; t < n; ++t) {
         const int64_t a = t / n2, b = t % n2;
-        forward_one<D, L>(q + a * Q.a + b * Q.b, Q.row, k + a * K.a + b * K.b, K.row, v + a * V.a + b * V.b, V.row,
-                          bias + a * B.a + b * B.b, B.row, out + a * O.a + b * O.b, O.row,
+        forward_one<D, L, SIG>(q + a * Q.a + b * Q.b, Q.row, k + a * K.a + b * K.b, K.row, v + a * V.a + b * V.b,
+                               V.row, bias + a * B.a + b * B.b, B.row, SIG ? mul + a * M.a + b * M.b : nullptr, M.row,
+                               out + a * O.a + b * O.b, O.row,
                           lse ? lse + t * L : nullptr, scale);
     }
 }
 
-template <int D, int L>
-void backward_all(const float* q, const float* k, const float* v, const float* bias, const float* o, const float* go,
-                  const float* lse, float* dq, float* dk, float* dv, int64_t n1, int64_t n2, const int64_t* st,
-                  float scale, int threads) {
+template <int D, int L, bool SIG>
+void backward_all(const float* q, const float* k, const float* v, const float* bias, const float* mul, const float* o,
+                  const float* go, const float* lse, float* dq, float* dk, float* dv, int64_t n1, int64_t n2,
+                  const int64_t* st, const int64_t* mst, float scale, int threads) {
     const Strides Q{st[0], st[1], st[2]}, K{st[3], st[4], st[5]}, V{st[6], st[7], st[8]}, B{st[9], st[10], st[11]},
         O{st[12], st[13], st[14]}, G{st[15], st[16], st[17]}, DQ{st[18], st[19], st[20]}, DK{st[21], st[22], st[23]},
-        DVs{st[24], st[25], st[26]};
+        DVs{st[24], st[25], st[26]}, M{mst[0], mst[1], mst[2]};
     const int64_t n = n1 * n2;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t t = 0; t < n; ++t) {
         const int64_t a = t / n2, b = t % n2;
-        backward_one<D, L>(q + a * Q.a + b * Q.b, Q.row, k + a * K.a + b * K.b, K.row, v + a * V.a + b * V.b, V.row,
-                           bias + a * B.a + b * B.b, B.row, o + a * O.a + b * O.b, O.row, go + a * G.a + b * G.b,
-                           G.row, lse + t * L, dq + a * DQ.a + b * DQ.b, DQ.row, dk + a * DK.a + b * DK.b, DK.row,
+        backward_one<D, L, SIG>(q + a * Q.a + b * Q.b, Q.row, k + a * K.a + b * K.b, K.row, v + a * V.a + b * V.b,
+                                V.row, bias + a * B.a + b * B.b, B.row, SIG ? mul + a * M.a + b * M.b : nullptr, M.row,
+                                SIG ? nullptr : o + a * O.a + b * O.b, O.row, go + a * G.a + b * G.b, G.row,
+                                SIG ? nullptr : lse + t * L, dq + a * DQ.a + b * DQ.b, DQ.row, dk + a * DK.a + b * DK.b, DK.row,
                            dv + a * DVs.a + b * DVs.b, DVs.row, scale);
     }
 }
@@ -259,25 +300,36 @@ void backward_all(const float* q, const float* k, const float* v, const float* b
 
 extern "C" {
 
-// Strides: 5 operands (q, k, v, bias, out) x 3 (n1, n2, row); a broadcast bias dimension has stride 0.
+// mul == nullptr: softmax attention; otherwise SWAT's sigmoid attention with that multiplier table (lse unused).
+// strides: 5 operands (q, k, v, bias, out) x 3 (n1, n2, row), mul_strides: 3; a broadcast dimension has stride 0.
 // Returns 0, or 1 for an unsupported (head dim, length).
-int short_attention_forward(const float* q, const float* k, const float* v, const float* bias, float* out,
-                            float* lse, int64_t n1, int64_t n2, int64_t L, int64_t D, const int64_t* strides,
-                            float scale, int threads) {
-#define FWD(DD, LL) \
-    if (D == DD && L == LL) { forward_all<DD, LL>(q, k, v, bias, out, lse, n1, n2, strides, scale, threads); return 0; }
+int short_attention_forward(const float* q, const float* k, const float* v, const float* bias, const float* mul,
+                            float* out, float* lse, int64_t n1, int64_t n2, int64_t L, int64_t D,
+                            const int64_t* strides, const int64_t* mul_strides, float scale, int threads) {
+#define FWD(DD, LL)                                                                                                  \
+    if (D == DD && L == LL) {                                                                                        \
+        if (mul) forward_all<DD, LL, true>(q, k, v, bias, mul, out, nullptr, n1, n2, strides, mul_strides, scale,      \
+                                           threads);                                                                 \
+        else forward_all<DD, LL, false>(q, k, v, bias, nullptr, out, lse, n1, n2, strides, mul_strides, scale,        \
+                                        threads);                                                                    \
+        return 0;                                                                                                    \
+    }
     SHAPES(FWD)
     return 1;
 }
 
-// Strides: 9 operands (q, k, v, bias, out, grad_out, grad_q, grad_k, grad_v) x 3.
-int short_attention_backward(const float* q, const float* k, const float* v, const float* bias, const float* o,
-                             const float* go, const float* lse, float* dq, float* dk, float* dv, int64_t n1,
-                             int64_t n2, int64_t L, int64_t D, const int64_t* strides, float scale, int threads) {
-#define BWD(DD, LL)                                                                                       \
-    if (D == DD && L == LL) {                                                                             \
-        backward_all<DD, LL>(q, k, v, bias, o, go, lse, dq, dk, dv, n1, n2, strides, scale, threads);      \
-        return 0;                                                                                         \
+// strides: 9 operands (q, k, v, bias, out, grad_out, grad_q, grad_k, grad_v) x 3; out and lse unused with mul.
+int short_attention_backward(const float* q, const float* k, const float* v, const float* bias, const float* mul,
+                             const float* o, const float* go, const float* lse, float* dq, float* dk, float* dv,
+                             int64_t n1, int64_t n2, int64_t L, int64_t D, const int64_t* strides,
+                             const int64_t* mul_strides, float scale, int threads) {
+#define BWD(DD, LL)                                                                                                  \
+    if (D == DD && L == LL) {                                                                                        \
+        if (mul) backward_all<DD, LL, true>(q, k, v, bias, mul, o, go, lse, dq, dk, dv, n1, n2, strides, mul_strides,  \
+                                            scale, threads);                                                         \
+        else backward_all<DD, LL, false>(q, k, v, bias, nullptr, o, go, lse, dq, dk, dv, n1, n2, strides,             \
+                                         mul_strides, scale, threads);                                               \
+        return 0;                                                                                                    \
     }
     SHAPES(BWD)
     return 1;

@@ -193,17 +193,25 @@ def block_diagonal(t: torch.Tensor, fill: float) -> torch.Tensor:
     return torch.where(same, tiled, torch.full((), fill, dtype=t.dtype, device=t.device)).reshape(heads, nw * m, nw * m)
 
 
-def _axis_bias(t: PassTables, geo: AxisGeometry, axis: str, reps: int, key) -> torch.Tensor:
-    """The pass's additive table as one block-diagonal (1, reps*heads, L, L) SDPA mask over the padded axis."""
+def _axis_table(tab: torch.Tensor, geo: AxisGeometry, axis: str, reps: int, fill: float, key, name: str,
+                scale: float = 1.0) -> torch.Tensor:
+    """A pass's (heads, nwin, M, M) table (in its broadcast shape) as one block-diagonal (1, reps*heads, L, L) table
+    over the padded axis, `fill` between windows, times `scale`; cached under `key` (None: rebuilt)."""
 
     def build():
-        tab = t.add.squeeze(2 if axis == "h" else 1)  # (heads, nwin, M, M)
-        full = block_diagonal(tab, NEG) if geo.num_windows > 1 else tab[:, 0]
+        t = tab.squeeze(2 if axis == "h" else 1)  # (heads, nwin, M, M)
+        full = block_diagonal(t, fill) if geo.num_windows > 1 else t[:, 0]
+        full = full * scale if scale != 1.0 else full
         return full.repeat(reps, 1, 1).unsqueeze(0)  # head index fastest: (w * heads + h)
 
     if key is None:
         return build()
-    return cached(("fast_axis_bias",) + key + (geo, axis, reps, t.add.dtype, t.add.device), build)
+    return cached((name,) + key + (geo, axis, reps, scale, tab.dtype, tab.device), build)
+
+
+def _axis_bias(t: PassTables, geo: AxisGeometry, axis: str, reps: int, key) -> torch.Tensor:
+    """The pass's additive table as one block-diagonal (1, reps*heads, L, L) SDPA mask over the padded axis."""
+    return _axis_table(t.add, geo, axis, reps, NEG, key, "fast_axis_bias")
 
 
 def _axis_rotary(t: PassTables, windows: int):
@@ -243,6 +251,41 @@ def fast_axial_softmax(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gh: Ax
         sin, cos = _axis_rotary(th, gh.num_windows)
         qh, kh = apply_rotary(qh, sin, cos), apply_rotary(kh, sin, cos)
     yh = biased_attention(qh, kh, yw.transpose(1, 2), _axis_bias(th, gh, "h", wp, key), scale=1.0)
+    return yh.transpose(1, 2).reshape(b, hp, wp, heads * d)
+
+
+def fast_axial_sigmoid(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gh: AxisGeometry, gw: AxisGeometry,
+                       tw: PassTables, th: PassTables, sigmoid_norm: str = "none", key=None) -> torch.Tensor:
+    """Same result as `axial_window_attention(kind="sigmoid")` for norm "none" or "n", on the short-attention kernel.
+
+    As in `fast_axial_softmax`, each pass runs along the whole padded axis on strided views of the token layout, the
+    windows folded into block-diagonal tables: the multiplier is 0 between windows, so those weights are exactly 0
+    (the additive table's value there is irrelevant), and "n" (divide by the window length) is folded into the
+    multiplier. The kernel keeps each row's scores in registers, so the extra (uncounted) score work of the longer
+    pass costs little, unlike the explicit products of the windowed layout. The caller checks
+    `AxialMixer.sigmoid_on_kernel` first.
+    """
+    b, hp, wp, heads, d = q.shape
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    if sigmoid_norm not in ("none", "n"):
+        raise ValueError(f"the kernel's sigmoid pass has no row normaliser; sigmoid_norm={sigmoid_norm!r}")
+
+    def tables(t: PassTables, geo: AxisGeometry, axis: str, reps: int):
+        scale = 1.0 / geo.window if sigmoid_norm == "n" else 1.0
+        return (_axis_table(t.add, geo, axis, reps, 0.0, key, "fast_sigmoid_add"),
+                _axis_table(t.mul, geo, axis, reps, 0.0, key, "fast_sigmoid_mul", scale))
+
+    qw, kw_, vw = (t.view(b * hp, wp, heads, d).transpose(1, 2) for t in (q, k, v))
+    if tw.rotary is not None:
+        sin, cos = _axis_rotary(tw, gw.num_windows)
+        qw, kw_ = apply_rotary(qw, sin, cos), apply_rotary(kw_, sin, cos)
+    yw = short_attention.sigmoid_attention(qw, kw_, vw, *tables(tw, gw, "w", 1))
+    yw = yw.transpose(1, 2).reshape(b, hp, wp * heads, d)
+    qh, kh = (t.view(b, hp, wp * heads, d).transpose(1, 2) for t in (q, k))
+    if th.rotary is not None:
+        sin, cos = _axis_rotary(th, gh.num_windows)
+        qh, kh = apply_rotary(qh, sin, cos), apply_rotary(kh, sin, cos)
+    yh = short_attention.sigmoid_attention(qh, kh, yw.transpose(1, 2), *tables(th, gh, "h", wp))
     return yh.transpose(1, 2).reshape(b, hp, wp, heads * d)
 
 
@@ -344,8 +387,10 @@ class AxialMixer(nn.Module):
                           x)
         else:
             norm = getattr(self, "sigmoid_norm", "none")
+            on_kernel = FAST_PATH and self.kind == "sigmoid" and self.use_sdpa and self.sigmoid_on_kernel(gh, gw, q, tw,
+                                                                                                        th, norm)
             lh, lw = gh, gw  # the layouts' geometry: the windows, or merged windows on the fast sigmoid path
-            if FAST_PATH and self.kind == "sigmoid" and self.head_dim <= SIGMOID_GROUP_MAX_HEAD_DIM:
+            if not on_kernel and FAST_PATH and self.kind == "sigmoid" and self.head_dim <= SIGMOID_GROUP_MAX_HEAD_DIM:
                 merge_w, merge_h = sigmoid_group(gw), sigmoid_group(gh)
                 if merge_w > 1 or merge_h > 1:  # tables rebuilt per forward: about 60 us a pass
                     lw, tw = grouped_sigmoid_pass(gw, tw, "w", merge_w, norm)
@@ -353,14 +398,21 @@ class AxialMixer(nn.Module):
                     norm = "none" if norm == "n" else norm
 
             def core(q, k, v):
-                y = axial_window_attention(q, k, v, lh, lw, tw, th, self.kind, norm, self.use_sdpa)
+                if on_kernel:
+                    key = self.fast_bias_key()
+                    key = None if key is None else key + (self.alibi, self.sigmoid_bias)
+                    y = fast_axial_sigmoid(q, k, v, gh, gw, tw, th, norm, key)
+                else:
+                    y = axial_window_attention(q, k, v, lh, lw, tw, th, self.kind, norm, self.use_sdpa)
                 return self.post(crop_and_unroll(y, gh, gw), x)
 
             if FAST_PATH and self.kind == "sigmoid" and self.training and torch.is_grad_enabled() and q.requires_grad:
                 # Lean sigmoid path: keep only q, k, v (saved by their own producers anyway) and recompute the
                 # scores, the per-window layouts and the head norm in the backward. These are cheap elementwise and
                 # tiny-matmul work, but each held one or more activation-sized tensors: SWAT's training memory
-                # falls to RMT's level for a few percent of step time (benchmarks/speed/README.md).
+                # falls to RMT's level for a few percent of step time (benchmarks/speed/README.md). On the kernel the
+                # recompute is one more kernel forward; without it the width-pass output and the head norm's input
+                # stay saved: 1.21x rmt_tiny's training memory, and no faster (seventh session, ad hoc).
                 y = checkpoint(core, q, k, v, use_reentrant=False)
             else:
                 y = core(q, k, v)
@@ -392,6 +444,20 @@ class AxialMixer(nn.Module):
         d = q.shape[-1]
         return not (short_attention.takes(gh.padded, d, q.dtype, q.device)
                     and short_attention.takes(gw.padded, d, q.dtype, q.device))
+
+    @staticmethod
+    def sigmoid_on_kernel(gh: AxisGeometry, gw: AxisGeometry, q: torch.Tensor, tw: PassTables, th: PassTables,
+                          norm: str) -> bool:
+        """Whether the sigmoid passes run whole-axis on the short-attention kernel (`fast_axial_sigmoid`): both axis
+        lengths and the head dim fit it, the norm needs no row sum, and no table needs a gradient (learnable decay
+        keeps the explicit path, which differentiates the multiplier)."""
+        if norm not in ("none", "n") or tw.mul is None or th.mul is None:
+            return False
+        if torch.is_grad_enabled() and (tw.mul.requires_grad or th.mul.requires_grad):
+            return False
+        d = q.shape[-1]
+        return (short_attention.takes(gh.padded, d, q.dtype, q.device)
+                and short_attention.takes(gw.padded, d, q.dtype, q.device))
 
     def fast_bias_key(self):
         """Cache key of this mixer's (fixed) pass tables, or None when they change per forward (learnable decay)."""
