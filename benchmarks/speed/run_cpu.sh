@@ -58,6 +58,7 @@ python benchmarks/speed/ab_switch.py sigmoid_groups --model gated_swinrmt_swat_t
 python benchmarks/speed/ab_switch.py short_attention --model rmt_tiny --steps 10
 python benchmarks/speed/ab_switch.py short_attention --model rmt_tiny --steps 10 --stem-stride 4
 python benchmarks/speed/ab_switch.py short_attention --model gated_swinrmt_retention_tiny --steps 10
+python benchmarks/speed/ab_switch.py short_attention --model gated_swinrmt_swat_tiny --steps 10
 uptime
 # 9. where an inference step spends its time, per module type, timed without the profiler; the depthwise convs'
 #    gradients (aten's against DWConv's)
