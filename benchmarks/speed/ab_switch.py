@@ -33,6 +33,11 @@ _ORIG = {"complex_ok": rotary._complex_ok, "linear_backward": linear.OneDNNLinea
          "group": axial.SIGMOID_GROUP_LENGTH}
 
 
+def _sigmoid_groups(on: bool) -> None:
+    short_attention.ENABLED = False
+    axial.SIGMOID_GROUP_LENGTH = _ORIG["group"] if on else 0
+
+
 SWITCHES = {  # each switch: (on, the _Runner) -> None
     # rotary as one complex multiply vs x*cos + rot(x)*sin
     "complex_rotary": lambda on, runner: setattr(rotary, "_complex_ok",
@@ -51,8 +56,9 @@ SWITCHES = {  # each switch: (on, the _Runner) -> None
     "fuse_inference": lambda on, runner: setattr(eager, "FUSE_INFERENCE", on),
     # depthwise weight gradients in column groups of at most 3 (pre-padded on small maps) vs aten's
     "dw_weight_grad": lambda on, runner: setattr(conv, "FAST_WEIGHT_GRAD", on),
-    # sigmoid (SWAT) passes over merged windows (block-diagonal tables) vs one window per pass
-    "sigmoid_groups": lambda on, runner: setattr(axial, "SIGMOID_GROUP_LENGTH", _ORIG["group"] if on else 0),
+    # sigmoid (SWAT) passes over merged windows (block-diagonal tables) vs one window per pass, on the explicit path
+    # (the short-attention kernel off on both sides: where it fits, it takes the passes and the merge does not apply)
+    "sigmoid_groups": lambda on, runner: _sigmoid_groups(on),
     # training: the optimizer step on PyTorch's fused kernel vs its CPU default (a Python-level loop over parameters)
     "fused_optimizer": lambda on, runner: [g.update(fused=True if on else None) for g in runner.opt.param_groups],
     # softmax attention over short sequences on swinrmt's C++ kernel vs PyTorch's fused (flash) CPU kernel

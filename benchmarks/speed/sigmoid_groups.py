@@ -7,13 +7,16 @@ One forward records every `SwatMixer` call (input shape, shift); each distinct m
 on CPU, inference (forward) and training (forward + backward, the lean checkpointed path), with
 `axial.SIGMOID_GROUP_LENGTH` = 0 (one window per pass, the plain layout) against 8, 16 (the default) and 32, merging
 regardless of head dim. The settings alternate within each repeat and the best repeat is kept. This is the table
-behind `SIGMOID_GROUP_MAX_HEAD_DIM` in `swinrmt/layers/mixers/axial.py`.
+behind `SIGMOID_GROUP_MAX_HEAD_DIM` in `swinrmt/layers/mixers/axial.py`. Since the seventh session the short-attention
+kernel takes SWAT's passes where it fits, and the merge applies only where it does not (no compiler, norm "rowsum",
+learnable decay, other lengths); so this script turns the kernel off and times the explicit path it describes.
 """
 from __future__ import annotations
 
 import torch
 
 from _common import best_ms, build_model, model_label, parse_args
+from swinrmt.layers import short_attention
 from swinrmt.layers.mixers import axial
 from swinrmt.layers.mixers.swat import SwatMixer
 
@@ -22,6 +25,7 @@ LENGTHS = (0, 8, 16, 32)
 
 def main() -> None:
     a = parse_args(__doc__, "repeats", 4)
+    short_attention.ENABLED = False  # the explicit sigmoid path, where the merge applies
     model = build_model(a).train()
     calls: dict = {}
 

@@ -1,4 +1,5 @@
-"""Softmax attention with an additive bias over short sequences, on CPU in float32: a small C++ kernel.
+"""Softmax attention with an additive bias (and SWAT's sigmoid attention) over short sequences, on CPU in float32:
+a small C++ kernel.
 
 RMT-style attention runs thousands of independent small problems per call: one per image row or column and head in
 the decomposed passes (e.g. 8192 problems of 32 positions x head dim 16 in rmt_tiny's first stage at 64 px), one per
@@ -6,11 +7,13 @@ image and head in the full 2-D stages. PyTorch's fused CPU kernel is built for l
 GFLOP/s on these; the explicit matmul form writes the score tensor out and reads it back, and its autograd keeps the
 probabilities. `csrc/short_attention.cpp` keeps each problem in registers and L1, and its backward recomputes the
 probabilities from the row log-sum-exp, so it saves what the fused kernel saves (q, k, v, output, log-sum-exp) and
-training memory is unchanged. On rmt_tiny's own calls it takes 0.25-0.65x the fused kernel's time forward and
-0.4-0.7x forward + backward (`benchmarks/speed/attention_kernels.py`).
+training memory is unchanged. On rmt_tiny's own calls it takes 0.25-0.93x the fused kernel's time forward and
+0.38-0.85x forward + backward (`benchmarks/speed/attention_kernels.py`). The same kernel runs SWAT's sigmoid passes
+(`sigmoid_attention`: weights sigmoid(S) x a multiplier table, no normaliser; it saves only q, k, v and the tables).
 
-It is a fast path only: `biased_attention` calls it when `eligible` says the call fits (float32 CPU tensors, lengths
-4-64 in powers of two, head dim 16/32/64, a constant bias, plain eager mode), and PyTorch's kernel otherwise. The
+It is a fast path only: `biased_attention` (and SWAT's `fast_axial_sigmoid`) call it when `eligible` says the call
+fits (float32 CPU tensors, lengths 4-64 in powers of two, head dim 16/32/64, constant tables, plain eager mode), and
+PyTorch's kernel (or the explicit sigmoid path) otherwise. The
 library is compiled at first use (about 3 s) with the system C++ compiler (`$CXX`, else c++/g++/clang++) as
 `-O3 -march=native -fopenmp`, cached under `$SWINRMT_CACHE_DIR` (default `~/.cache/swinrmt`)/kernels by a hash of the
 source, compiler, flags and CPU, written to a temporary file and renamed (concurrent processes never load half a
