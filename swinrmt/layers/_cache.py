@@ -18,12 +18,13 @@ stats = {"hits": 0, "misses": 0}
 def cached(key: Hashable, build: Callable[[], torch.Tensor | tuple[torch.Tensor, ...]]):
     """Return the table stored under `key`, building it on the first request (LRU-bounded).
 
-    Under `torch.compile` the table is built inline instead: the compiler folds the (input-independent) construction
-    into the graph, whereas reading and mutating a global dict would guard on it and recompile on every new key.
+    Under `torch.compile` / `torch.export` the table is built inline instead: the compiler folds the
+    (input-independent) construction into the graph, whereas reading and mutating a global dict would guard on it and
+    recompile on every new key. Built from constants, a table needs no gradient mode: a `no_grad` block here became a
+    `wrap_with_set_grad_enabled` node that torch.export's verifier rejects (torch 2.13).
     """
     if torch.compiler.is_compiling():
-        with torch.no_grad():
-            return build()
+        return build()
     hit = _TABLES.get(key)
     if hit is not None:
         stats["hits"] += 1
