@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 from torch.autograd.function import once_differentiable
+from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
 ENABLED = os.environ.get("SWINRMT_CPU_KERNELS", "1") != "0"
 HEAD_DIMS = (16, 32, 64)
@@ -118,7 +119,6 @@ def _plain_eager() -> bool:
         return False
     if torch.onnx.is_in_onnx_export() or torch._C._are_functorch_transforms_active():
         return False
-    from torch.utils._python_dispatch import is_in_torch_dispatch_mode
     return not is_in_torch_dispatch_mode()
 
 
@@ -133,7 +133,7 @@ def eligible(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tens
              mul: torch.Tensor | None = None) -> bool:
     """Whether a call fits the kernel (cheap checks; does not build it): `biased_attention`'s, or with `mul` a
     sigmoid pass's."""
-    if not ENABLED or q.device.type != "cpu" or q.dim() != 4 or bias.dim() != 4:
+    if not ENABLED or q.device.type != "cpu" or q.dim() != 4:
         return False
     n1, n2, length, d = q.shape
     if length not in LENGTHS or d not in HEAD_DIMS or k.shape != q.shape or v.shape != q.shape:

@@ -214,6 +214,13 @@ def _axis_bias(t: PassTables, geo: AxisGeometry, axis: str, reps: int, key) -> t
     return _axis_table(t.add, geo, axis, reps, NEG, key, "fast_axis_bias")
 
 
+def _axes_on_kernel(gh: AxisGeometry, gw: AxisGeometry, q: torch.Tensor) -> bool:
+    """Whether whole-axis passes over both padded axes run on the short-attention kernel for q's head dim/dtype."""
+    d = q.shape[-1]
+    return (short_attention.takes(gh.padded, d, q.dtype, q.device)
+            and short_attention.takes(gw.padded, d, q.dtype, q.device))
+
+
 def _axis_rotary(t: PassTables, windows: int):
     """In-window rotary code tiled over `windows` windows: position p uses the code of p mod M."""
     sin, cos = t.rotary
@@ -236,6 +243,14 @@ def fast_axial_softmax(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gh: Ax
     over the padded axis instead of a window (wasted, uncounted FLOPs of nwin x a window pass, cheap next to the
     copies it saves at these window counts; exactly what RMT's global decomposed attention does anyway).
     """
+    return _whole_axis_passes(q, k, v, gh, gw, tw, th, lambda q, k, v, t, geo, axis, reps: biased_attention(
+        q, k, v, _axis_bias(t, geo, axis, reps, key), scale=1.0))
+
+
+def _whole_axis_passes(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gh: AxisGeometry, gw: AxisGeometry,
+                       tw: PassTables, th: PassTables, attend) -> torch.Tensor:
+    """The width then height pass along whole padded axes, on strided views of the token layout (see
+    `fast_axial_softmax`); `attend(q, k, v, tables, geo, axis, reps)` runs one pass and returns q's layout."""
     b, hp, wp, heads, d = q.shape
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     # width pass
@@ -243,14 +258,14 @@ def fast_axial_softmax(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gh: Ax
     if tw.rotary is not None:
         sin, cos = _axis_rotary(tw, gw.num_windows)
         qw, kw_ = apply_rotary(qw, sin, cos), apply_rotary(kw_, sin, cos)
-    yw = biased_attention(qw, kw_, vw, _axis_bias(tw, gw, "w", 1, key), scale=1.0)
+    yw = attend(qw, kw_, vw, tw, gw, "w", 1)
     yw = yw.transpose(1, 2).reshape(b, hp, wp * heads, d)  # a view when the kernel returns token order
     # height pass, V = the width pass output
     qh, kh = (t.view(b, hp, wp * heads, d).transpose(1, 2) for t in (q, k))
     if th.rotary is not None:
         sin, cos = _axis_rotary(th, gh.num_windows)
         qh, kh = apply_rotary(qh, sin, cos), apply_rotary(kh, sin, cos)
-    yh = biased_attention(qh, kh, yw.transpose(1, 2), _axis_bias(th, gh, "h", wp, key), scale=1.0)
+    yh = attend(qh, kh, yw.transpose(1, 2), th, gh, "h", wp)
     return yh.transpose(1, 2).reshape(b, hp, wp, heads * d)
 
 
@@ -265,28 +280,16 @@ def fast_axial_sigmoid(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gh: Ax
     pass costs little, unlike the explicit products of the windowed layout. The caller checks
     `AxialMixer.sigmoid_on_kernel` first.
     """
-    b, hp, wp, heads, d = q.shape
-    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     if sigmoid_norm not in ("none", "n"):
         raise ValueError(f"the kernel's sigmoid pass has no row normaliser; sigmoid_norm={sigmoid_norm!r}")
 
-    def tables(t: PassTables, geo: AxisGeometry, axis: str, reps: int):
+    def attend(q, k, v, t: PassTables, geo: AxisGeometry, axis: str, reps: int) -> torch.Tensor:
         scale = 1.0 / geo.window if sigmoid_norm == "n" else 1.0
-        return (_axis_table(t.add, geo, axis, reps, 0.0, key, "fast_sigmoid_add"),
-                _axis_table(t.mul, geo, axis, reps, 0.0, key, "fast_sigmoid_mul", scale))
+        return short_attention.sigmoid_attention(
+            q, k, v, _axis_table(t.add, geo, axis, reps, 0.0, key, "fast_sigmoid_add"),
+            _axis_table(t.mul, geo, axis, reps, 0.0, key, "fast_sigmoid_mul", scale))
 
-    qw, kw_, vw = (t.view(b * hp, wp, heads, d).transpose(1, 2) for t in (q, k, v))
-    if tw.rotary is not None:
-        sin, cos = _axis_rotary(tw, gw.num_windows)
-        qw, kw_ = apply_rotary(qw, sin, cos), apply_rotary(kw_, sin, cos)
-    yw = short_attention.sigmoid_attention(qw, kw_, vw, *tables(tw, gw, "w", 1))
-    yw = yw.transpose(1, 2).reshape(b, hp, wp * heads, d)
-    qh, kh = (t.view(b, hp, wp * heads, d).transpose(1, 2) for t in (q, k))
-    if th.rotary is not None:
-        sin, cos = _axis_rotary(th, gh.num_windows)
-        qh, kh = apply_rotary(qh, sin, cos), apply_rotary(kh, sin, cos)
-    yh = short_attention.sigmoid_attention(qh, kh, yw.transpose(1, 2), *tables(th, gh, "h", wp))
-    return yh.transpose(1, 2).reshape(b, hp, wp, heads * d)
+    return _whole_axis_passes(q, k, v, gh, gw, tw, th, attend)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -441,9 +444,7 @@ class AxialMixer(nn.Module):
             return False
         if max(gh.num_windows, gw.num_windows) not in WINDOWED_IF_WINDOWS:
             return False
-        d = q.shape[-1]
-        return not (short_attention.takes(gh.padded, d, q.dtype, q.device)
-                    and short_attention.takes(gw.padded, d, q.dtype, q.device))
+        return not _axes_on_kernel(gh, gw, q)
 
     @staticmethod
     def sigmoid_on_kernel(gh: AxisGeometry, gw: AxisGeometry, q: torch.Tensor, tw: PassTables, th: PassTables,
@@ -455,9 +456,7 @@ class AxialMixer(nn.Module):
             return False
         if torch.is_grad_enabled() and (tw.mul.requires_grad or th.mul.requires_grad):
             return False
-        d = q.shape[-1]
-        return (short_attention.takes(gh.padded, d, q.dtype, q.device)
-                and short_attention.takes(gw.padded, d, q.dtype, q.device))
+        return _axes_on_kernel(gh, gw, q)
 
     def fast_bias_key(self):
         """Cache key of this mixer's (fixed) pass tables, or None when they change per forward (learnable decay)."""
