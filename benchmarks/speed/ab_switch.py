@@ -14,7 +14,7 @@ import statistics
 import torch
 
 from swinrmt.bench import _Runner
-from swinrmt.layers import conv, eager, linear, rotary, short_attention
+from swinrmt.layers import conv, depthwise, eager, linear, rotary, short_attention
 from swinrmt.layers.mixers import axial
 from swinrmt.runtime import keep_freed_memory
 
@@ -63,6 +63,9 @@ SWITCHES = {  # each switch: (on, the _Runner) -> None
     "fused_optimizer": lambda on, runner: [g.update(fused=True if on else None) for g in runner.opt.param_groups],
     # softmax attention over short sequences on swinrmt's C++ kernel vs PyTorch's fused (flash) CPU kernel
     "short_attention": lambda on, runner: setattr(short_attention, "ENABLED", on),
+    # depthwise convs with bias, residual and (ConvFFN) GELU fused on swinrmt's C++ kernel vs oneDNN's conv and aten's
+    # elementwise ops
+    "depthwise_kernel": lambda on, runner: setattr(depthwise, "ENABLED", on),
 }
 
 TRAIN_ONLY = {"fused_optimizer"}  # no effect on inference (no optimizer there)

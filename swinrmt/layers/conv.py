@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import eager
+from . import depthwise, eager
 from .eager import needs_grad, plain_eager_fp32_cpu
 
 
@@ -85,9 +85,14 @@ class DWConv(nn.Module):
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         """conv(x), plus `residual` if given (x itself for CPE and the ConvFFN's conv, the attention output for LCE).
 
-        With a residual in float32 CPU inference, one oneDNN conv with the add fused: it skips a pass over the map.
+        In float32 on CPU, swinrmt's depthwise kernel where it fits: conv, bias and residual in one pass, and
+        x + conv(x) as one input of the autograd graph, so its gradient needs no separate accumulation
+        (`layers.depthwise`).
+        Otherwise, with a residual in float32 CPU inference, one oneDNN conv with the add fused.
         """
         w, b = self.conv.weight, self.conv.bias
+        if depthwise.eligible(x, w, None if residual is x else residual):
+            return depthwise.depthwise_conv(x, w, b, "self" if residual is x else residual)
         k = w.shape[-1]
         if (residual is not None and eager.FUSE_INFERENCE and HAVE_FUSED_CONV and not needs_grad(x, w, b, residual)
                 and plain_eager_fp32_cpu(x, w, residual) and x.dim() == 4 and residual.shape == x.shape

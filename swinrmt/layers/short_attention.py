@@ -13,120 +13,35 @@ training memory is unchanged. On rmt_tiny's own calls it takes 0.25-0.93x the fu
 
 It is a fast path only: `biased_attention` (and SWAT's `fast_axial_sigmoid`) call it when `eligible` says the call
 fits (float32 CPU tensors, lengths 4-64 in powers of two, head dim 16/32/64, constant tables, plain eager mode), and
-PyTorch's kernel (or the explicit sigmoid path) otherwise. The
-library is compiled at first use (about 3 s) with the system C++ compiler (`$CXX`, else c++/g++/clang++) as
-`-O3 -march=native -fopenmp`, cached under `$SWINRMT_CACHE_DIR` (default `~/.cache/swinrmt`)/kernels by a hash of the
-source, compiler, flags and CPU, written to a temporary file and renamed (concurrent processes never load half a
-file). Without a compiler, or if the build fails, one warning names the reason and PyTorch's kernel is used.
-`SWINRMT_CPU_KERNELS=0` turns the kernel off; so does `axial.reference_path()`.
+PyTorch's kernel (or the explicit sigmoid path) otherwise. It is built with swinrmt's other CPU kernels
+(`cpu_kernels`: compiled at first use, cached; without a compiler, one warning and PyTorch's kernel).
+`SWINRMT_CPU_KERNELS=0` turns the kernels off; `ENABLED` here, this one alone; so does `axial.reference_path()`.
 """
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
-import threading
-import warnings
-from pathlib import Path
 
 import torch
 from torch.autograd.function import once_differentiable
-from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
-ENABLED = os.environ.get("SWINRMT_CPU_KERNELS", "1") != "0"
+from . import cpu_kernels
+
+ENABLED = cpu_kernels.ENABLED  # this kernel's own switch (benchmarks, the reference path)
 HEAD_DIMS = (16, 32, 64)
 LENGTHS = (4, 8, 16, 32, 64)
-SOURCE = Path(__file__).with_name("csrc") / "short_attention.cpp"
-FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17")
-
-_lib: ctypes.CDLL | None = None
-_tried = False
-_lock = threading.Lock()
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("SWINRMT_CACHE_DIR") or Path.home() / ".cache" / "swinrmt") / "kernels"
-
-
-def _cpu_signature() -> str:
-    """What -march=native depends on: the CPU model and feature flags (a shared cache may serve several machines)."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return "\n".join(sorted({ln for ln in lines if ln.startswith(("model name", "flags", "Features"))}))
-    except OSError:
-        return platform.machine() + platform.processor()
-
-
-def build(out_dir: Path | None = None) -> Path:
-    """Compile the kernel (or find it in the cache) and return the library's path; RuntimeError naming the reason."""
-    cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
-    if not cxx:
-        raise RuntimeError("no C++ compiler found (set CXX or install g++)")
-    try:
-        version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60).stdout
-    except (OSError, subprocess.SubprocessError) as e:
-        raise RuntimeError(f"{cxx} --version failed: {e}") from None
-    digest = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), cxx.encode(), version.encode(), " ".join(FLAGS).encode(),
-                 _cpu_signature().encode()):
-        digest.update(part)
-    folder = out_dir or cache_dir()
-    lib = folder / f"short_attention-{digest.hexdigest()[:16]}.so"
-    if lib.exists():
-        return lib
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{lib.name}.{os.getpid()}.{threading.get_ident()}.tmp"
-    try:
-        r = subprocess.run([cxx, *FLAGS, str(SOURCE), "-o", str(tmp)], capture_output=True, text=True, timeout=600)
-        if r.returncode != 0:
-            first = next((ln for ln in r.stderr.splitlines() if "error" in ln), r.stderr.strip()[:200])
-            raise RuntimeError(f"{cxx} failed: {first}")
-        os.replace(tmp, lib)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return lib
-
-
-def _load() -> ctypes.CDLL | None:
-    global _lib, _tried
-    with _lock:
-        if not _tried:
-            _tried = True
-            try:
-                lib = ctypes.CDLL(str(build()))
-            except (RuntimeError, OSError, subprocess.SubprocessError) as e:
-                warnings.warn(f"swinrmt: the short-attention CPU kernel is off ({e}); using PyTorch's attention",
-                              RuntimeWarning, stacklevel=3)
-                return None
-            p, i64 = ctypes.c_void_p, ctypes.c_int64
-            lib.short_attention_forward.argtypes = [p] * 7 + [i64] * 4 + [p, p, ctypes.c_float, ctypes.c_int]
-            lib.short_attention_backward.argtypes = [p] * 11 + [i64] * 4 + [p, p, ctypes.c_float, ctypes.c_int]
-            _lib = lib
-    return _lib
 
 
 def available() -> bool:
     """Whether the kernel is on and built (builds it on the first call)."""
-    return ENABLED and _load() is not None
-
-
-def _plain_eager() -> bool:
-    """No compiler, tracer, exporter, dispatch mode (FLOP counter, fake tensors) or functorch transform is active."""
-    if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting():
-        return False
-    if torch.onnx.is_in_onnx_export() or torch._C._are_functorch_transforms_active():
-        return False
-    return not is_in_torch_dispatch_mode()
+    return ENABLED and cpu_kernels.available()
 
 
 def takes(length: int, head_dim: int, dtype: torch.dtype, device: torch.device) -> bool:
     """Whether attention over `length` positions at this head dim, dtype and device runs on the kernel here (on, in
     plain eager mode, built: builds it on the first call). Lets callers pick a layout knowing which kernel follows."""
     return (ENABLED and device.type == "cpu" and dtype == torch.float32 and length in LENGTHS
-            and head_dim in HEAD_DIMS and not torch.is_autocast_enabled("cpu") and _plain_eager() and available())
+            and head_dim in HEAD_DIMS and not torch.is_autocast_enabled("cpu") and cpu_kernels.plain_eager()
+            and available())
 
 
 def eligible(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
@@ -146,7 +61,7 @@ def eligible(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tens
             return False
         if t.requires_grad and torch.is_grad_enabled():  # a learnable table: its gradient is PyTorch's job
             return False
-    return not torch.is_autocast_enabled("cpu") and _plain_eager()
+    return not torch.is_autocast_enabled("cpu") and cpu_kernels.plain_eager()
 
 
 def _strides(*tensors: torch.Tensor) -> ctypes.Array:
@@ -162,11 +77,12 @@ def _forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tens
     n1, n2, length, d = q.shape
     out = torch.empty_like(q)  # q's layout: the token order when q is a strided view of it
     lse = torch.empty(n1, n2, length, dtype=torch.float32) if keep_lse and mul is None else None
-    rc = _lib.short_attention_forward(q.data_ptr(), k.data_ptr(), v.data_ptr(), bias.data_ptr(),
-                                      None if mul is None else mul.data_ptr(), out.data_ptr(),
-                                      None if lse is None else lse.data_ptr(), n1, n2, length, d,
-                                      _strides(q, k, v, bias, out), _strides(bias if mul is None else mul), scale,
-                                      torch.get_num_threads())
+    lib = cpu_kernels.load()
+    rc = lib.short_attention_forward(q.data_ptr(), k.data_ptr(), v.data_ptr(), bias.data_ptr(),
+                                     None if mul is None else mul.data_ptr(), out.data_ptr(),
+                                     None if lse is None else lse.data_ptr(), n1, n2, length, d,
+                                     _strides(q, k, v, bias, out), _strides(bias if mul is None else mul), scale,
+                                     torch.get_num_threads())
     if rc != 0:
         raise RuntimeError(f"short attention kernel: unsupported shape {tuple(q.shape)}")
     return out, lse
@@ -192,12 +108,12 @@ class ShortAttention(torch.autograd.Function):
         grad = grad if grad.stride(-1) == 1 else grad.contiguous()
         dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
         ptr = (lambda t: None if t is None else t.data_ptr())
-        rc = _lib.short_attention_backward(q.data_ptr(), k.data_ptr(), v.data_ptr(), bias.data_ptr(), ptr(mul),
-                                           ptr(out), grad.data_ptr(), ptr(lse), dq.data_ptr(), dk.data_ptr(),
-                                           dv.data_ptr(), n1, n2, length, d,
-                                           _strides(q, k, v, bias, grad if out is None else out, grad, dq, dk, dv),
-                                           _strides(bias if mul is None else mul), ctx.scale,
-                                           torch.get_num_threads())
+        lib = cpu_kernels.load()
+        rc = lib.short_attention_backward(q.data_ptr(), k.data_ptr(), v.data_ptr(), bias.data_ptr(), ptr(mul),
+                                          ptr(out), grad.data_ptr(), ptr(lse), dq.data_ptr(), dk.data_ptr(),
+                                          dv.data_ptr(), n1, n2, length, d,
+                                          _strides(q, k, v, bias, grad if out is None else out, grad, dq, dk, dv),
+                                          _strides(bias if mul is None else mul), ctx.scale, torch.get_num_threads())
         if rc != 0:
             raise RuntimeError(f"short attention kernel: unsupported shape {tuple(q.shape)}")
         return dq, dk, dv, None, None, None

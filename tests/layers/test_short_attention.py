@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from swinrmt.layers import attention
+from swinrmt.layers import attention, cpu_kernels
 from swinrmt.layers import short_attention as sa
 from swinrmt.layers.mixers import MaSA2d, MaSADecomposed, RetentionMixer, axial
 
@@ -164,8 +164,8 @@ def test_mixers_equal_with_and_without_kernel(mixer, monkeypatch):
     (y1, gx1, g1), (y2, gx2, g2) = results
     torch.testing.assert_close(y1, y2, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(gx1, gx2, atol=1e-5, rtol=1e-4)
-    for n in g1:
-        torch.testing.assert_close(g1[n], g2[n], atol=1e-5, rtol=1e-4)
+    for n in g1:  # bias gradients sum hundreds of terms: the absolute tolerance scales with their size
+        torch.testing.assert_close(g1[n], g2[n], atol=1e-5 * max(1.0, g2[n].abs().max().item()), rtol=1e-4)
 
 
 def test_inference_saves_nothing():
@@ -177,28 +177,28 @@ def test_inference_saves_nothing():
 
 
 def test_build_is_cached_and_a_failed_build_is_one_clear_error(tmp_path, monkeypatch):
-    first = sa.build(tmp_path)
+    first = cpu_kernels.build(tmp_path)
     mtime = first.stat().st_mtime_ns
-    assert sa.build(tmp_path) == first and first.stat().st_mtime_ns == mtime  # found, not rebuilt
+    assert cpu_kernels.build(tmp_path) == first and first.stat().st_mtime_ns == mtime  # found, not rebuilt
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     monkeypatch.setenv("CXX", "false")  # a "compiler" that fails: a different key, a failed build
     with pytest.raises(RuntimeError, match="false"):
-        sa.build(tmp_path)
+        cpu_kernels.build(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [first.name]  # no partial file left behind
 
 
 def test_unavailable_kernel_warns_once_and_falls_back(monkeypatch, tmp_path):
     monkeypatch.setenv("CXX", "false")
     monkeypatch.setenv("SWINRMT_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(sa, "_lib", None)
-    monkeypatch.setattr(sa, "_tried", False)
+    monkeypatch.setattr(cpu_kernels, "_lib", None)
+    monkeypatch.setattr(cpu_kernels, "_tried", False)
     q = k = v = torch.randn(2, 2, 16, 16)
     bias = torch.zeros(1, 2, 16, 16)
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
         y = attention.biased_attention(q, k, v, bias)
         attention.biased_attention(q, k, v, bias)
-    assert len([x for x in w if "short-attention CPU kernel is off" in str(x.message)]) == 1
+    assert len([x for x in w if "CPU kernels are off" in str(x.message)]) == 1
     torch.testing.assert_close(y, F.scaled_dot_product_attention(q, k, v, attn_mask=bias))
 
 

@@ -1,0 +1,114 @@
+"""swinrmt's hand-written CPU kernels: one C++ library, compiled at first use, loaded through ctypes.
+
+`csrc/short_attention.cpp` (softmax / sigmoid attention over short sequences) and `csrc/depthwise_conv.cpp`
+(depthwise convs with their elementwise neighbours fused) share the vector helpers of `csrc/vec16.h` and build into
+one library with the system C++ compiler (`$CXX`, else c++/g++/clang++) as `-O3 -march=native -fopenmp` (about 8 s).
+No PyTorch headers and no ninja, unlike `torch.utils.cpp_extension`: the kernels take raw pointers and strides, so a
+compiler is all they need. The library is cached under `$SWINRMT_CACHE_DIR` (default `~/.cache/swinrmt`)/kernels by a
+hash of the sources, compiler, flags and CPU, written to a temporary file and renamed (concurrent processes never load
+half a file). Without a compiler, or if the build fails, one warning names the reason and every caller runs PyTorch's
+ops instead. `SWINRMT_CPU_KERNELS=0` turns all of them off; each kernel module has its own `ENABLED` switch too.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import threading
+import warnings
+from pathlib import Path
+
+import torch
+from torch.utils._python_dispatch import is_in_torch_dispatch_mode
+
+ENABLED = os.environ.get("SWINRMT_CPU_KERNELS", "1") != "0"
+CSRC = Path(__file__).with_name("csrc")
+SOURCES = (CSRC / "short_attention.cpp", CSRC / "depthwise_conv.cpp")
+HEADERS = (CSRC / "vec16.h",)
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17")
+
+_lib: ctypes.CDLL | None = None
+_tried = False
+_lock = threading.Lock()
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SWINRMT_CACHE_DIR") or Path.home() / ".cache" / "swinrmt") / "kernels"
+
+
+def _cpu_signature() -> str:
+    """What -march=native depends on: the CPU model and feature flags (a shared cache may serve several machines)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return "\n".join(sorted({ln for ln in lines if ln.startswith(("model name", "flags", "Features"))}))
+    except OSError:
+        return platform.machine() + platform.processor()
+
+
+def build(out_dir: Path | None = None) -> Path:
+    """Compile the library (or find it in the cache) and return its path; RuntimeError naming the reason."""
+    cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+    if not cxx:
+        raise RuntimeError("no C++ compiler found (set CXX or install g++)")
+    try:
+        version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        raise RuntimeError(f"{cxx} --version failed: {e}") from None
+    digest = hashlib.sha256()
+    for part in (*(f.read_bytes() for f in SOURCES + HEADERS), cxx.encode(), version.encode(),
+                 " ".join(FLAGS).encode(), _cpu_signature().encode()):
+        digest.update(part)
+    folder = out_dir or cache_dir()
+    lib = folder / f"swinrmt_kernels-{digest.hexdigest()[:16]}.so"
+    if lib.exists():
+        return lib
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{lib.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+    try:
+        r = subprocess.run([cxx, *FLAGS, *map(str, SOURCES), "-o", str(tmp)], capture_output=True, text=True,
+                           timeout=600)
+        if r.returncode != 0:
+            first = next((ln for ln in r.stderr.splitlines() if "error" in ln), r.stderr.strip()[:200])
+            raise RuntimeError(f"{cxx} failed: {first}")
+        os.replace(tmp, lib)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return lib
+
+
+def load() -> ctypes.CDLL | None:
+    """The library (built on the first call), or None if it cannot be built: then one warning, once per process."""
+    global _lib, _tried
+    with _lock:
+        if not _tried:
+            _tried = True
+            try:
+                lib = ctypes.CDLL(str(build()))
+            except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+                warnings.warn(f"swinrmt: the CPU kernels are off ({e}); using PyTorch's ops", RuntimeWarning,
+                              stacklevel=3)
+                return None
+            p, i64, i32, f32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
+            lib.short_attention_forward.argtypes = [p] * 7 + [i64] * 4 + [p, p, f32, i32]
+            lib.short_attention_backward.argtypes = [p] * 11 + [i64] * 4 + [p, p, f32, i32]
+            lib.dwconv_forward.argtypes = [p] * 4 + [i32, i32, p, p] + [i64] * 5 + [p, i32]
+            lib.dwconv_weight_grad.argtypes = [p, p, i32, p] + [i64] * 5 + [p, i32]
+            _lib = lib
+    return _lib
+
+
+def available() -> bool:
+    """Whether the kernels are on and built (builds them on the first call)."""
+    return ENABLED and load() is not None
+
+
+def plain_eager() -> bool:
+    """No compiler, tracer, exporter, dispatch mode (FLOP counter, fake tensors) or functorch transform is active."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting():
+        return False
+    if torch.onnx.is_in_onnx_export() or torch._C._are_functorch_transforms_active():
+        return False
+    return not is_in_torch_dispatch_mode()
