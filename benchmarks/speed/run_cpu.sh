@@ -85,3 +85,13 @@ python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer 
 python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 --stem-stride 4 \
   --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_stem4_rerun.json
 uptime
+
+# 12. (eighth session, 2026-11-25) the depthwise-conv kernel: per module on/off on rmt_tiny's shapes, whole steps
+#     interleaved on/off, and the fp32 target table at this code. Console output: run_cpu_session8.log.
+uptime
+python benchmarks/speed/depthwise_kernel.py --model rmt_tiny
+for m in $M; do python benchmarks/speed/ab_switch.py depthwise_kernel --model $m --steps 8; done
+python benchmarks/speed/ab_switch.py depthwise_kernel --model rmt_tiny --steps 8 --stem-stride 4
+python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 \
+  --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_session8.json
+uptime
