@@ -175,33 +175,45 @@ void conv_row(const float* const* rows, const float* w, const float* b, const fl
     }
 }
 
-// strides: x (n, row), res (n, row, pixel), post (n, row), out (n, row, pixel); x's and post's pixels are C apart.
-template <int K>
-void forward_all(const float* x, const float* w, const float* b, const float* res, bool self_res, bool act,
-                 const float* post, float* out, int64_t B, int64_t H, int64_t Wd, int64_t C, const int64_t* s,
-                 int threads) {
+// Calls row(thread, n, y, r) for every output row, r the K input rows of a (x's or GELU(x)'s, zero rows outside
+// the map), split into (image, row chunk) tasks across threads. x: strides (n, row), pixels C apart.
+template <int K, class Row>
+void for_each_row(const float* x, const int64_t* xs, bool act, int64_t B, int64_t H, int64_t Wd, int64_t C,
+                  int threads, Row&& row) {
     constexpr int P = K / 2;
     const int64_t R = rows_per_task(B, H, threads), chunks = (H + R - 1) / R, WC = Wd * C;
     const std::vector<float> zeros(WC + W, 0.0f);
 #pragma omp parallel num_threads(threads)
     {
         std::vector<float> buf(act ? (R + 2 * P) * WC : 0);
+        const int thread = omp_get_thread_num();
 #pragma omp for schedule(static)
         for (int64_t t = 0; t < B * chunks; ++t) {
             const int64_t n = t / chunks, y0 = (t % chunks) * R, y1 = std::min(H, y0 + R);
-            const float* xn = x + n * s[0];
+            const float* xn = x + n * xs[0];
             const int64_t lo = std::max<int64_t>(0, y0 - P), hi = std::min(H, y1 + P);
-            if (act) gelu_rows(xn, s[1], lo, hi, WC, buf.data());
-            const Rows rows{xn, s[1], act ? buf.data() : nullptr, lo, H, WC, zeros.data()};
+            if (act) gelu_rows(xn, xs[1], lo, hi, WC, buf.data());
+            const Rows rows{xn, xs[1], act ? buf.data() : nullptr, lo, H, WC, zeros.data()};
             for (int64_t y = y0; y < y1; ++y) {
                 const float* r[K];
                 for (int ky = 0; ky < K; ++ky) r[ky] = rows.at(y + ky - P);
-                const float* rr = self_res ? r[P] : res ? res + n * s[2] + y * s[3] : nullptr;
-                conv_row<K>(r, w, b, rr, self_res ? C : s[4], post ? post + n * s[5] + y * s[6] : nullptr,
-                            out + n * s[7] + y * s[8], s[9], Wd, C);
+                row(thread, n, y, r);
             }
         }
     }
+}
+
+// strides: x (n, row), res (n, row, pixel), post (n, row), out (n, row, pixel); x's and post's pixels are C apart.
+template <int K>
+void forward_all(const float* x, const float* w, const float* b, const float* res, bool self_res, bool act,
+                 const float* post, float* out, int64_t B, int64_t H, int64_t Wd, int64_t C, const int64_t* s,
+                 int threads) {
+    constexpr int P = K / 2;
+    for_each_row<K>(x, s, act, B, H, Wd, C, threads, [&](int, int64_t n, int64_t y, const float* const* r) {
+        const float* rr = self_res ? r[P] : res ? res + n * s[2] + y * s[3] : nullptr;
+        conv_row<K>(r, w, b, rr, self_res ? C : s[4], post ? post + n * s[5] + y * s[6] : nullptr,
+                    out + n * s[7] + y * s[8], s[9], Wd, C);
+    });
 }
 
 // acc[t] += g * a at tap t for output columns E (LEFT) or Wd - 1 - E.
@@ -274,28 +286,11 @@ void wgrad_row(const float* const* rows, const float* g, float* part, int64_t Wd
 template <int K>
 void wgrad_all(const float* x, const float* g, bool act, float* dwb, int64_t B, int64_t H, int64_t Wd, int64_t C,
                const int64_t* s, int threads) {
-    constexpr int P = K / 2;
-    const int64_t R = rows_per_task(B, H, threads), chunks = (H + R - 1) / R, WC = Wd * C, n_out = (K * K + 1) * C;
-    const std::vector<float> zeros(WC + W, 0.0f);
-    std::vector<float> parts((size_t)threads * n_out, 0.0f);
-#pragma omp parallel num_threads(threads)
-    {
-        std::vector<float> buf(act ? (R + 2 * P) * WC : 0);
-        float* part = parts.data() + (size_t)omp_get_thread_num() * n_out;
-#pragma omp for schedule(static)
-        for (int64_t t = 0; t < B * chunks; ++t) {
-            const int64_t n = t / chunks, y0 = (t % chunks) * R, y1 = std::min(H, y0 + R);
-            const float* xn = x + n * s[0];
-            const int64_t lo = std::max<int64_t>(0, y0 - P), hi = std::min(H, y1 + P);
-            if (act) gelu_rows(xn, s[1], lo, hi, WC, buf.data());
-            const Rows rows{xn, s[1], act ? buf.data() : nullptr, lo, H, WC, zeros.data()};
-            for (int64_t y = y0; y < y1; ++y) {
-                const float* r[K];
-                for (int ky = 0; ky < K; ++ky) r[ky] = rows.at(y + ky - P);
-                wgrad_row<K>(r, g + n * s[2] + y * s[3], part, Wd, C);
-            }
-        }
-    }
+    const int64_t n_out = (K * K + 1) * C;
+    std::vector<float> parts((size_t)threads * n_out, 0.0f);  // one partial sum per thread
+    for_each_row<K>(x, s, act, B, H, Wd, C, threads, [&](int thread, int64_t n, int64_t y, const float* const* r) {
+        wgrad_row<K>(r, g + n * s[2] + y * s[3], parts.data() + (size_t)thread * n_out, Wd, C);
+    });
     for (int64_t i = 0; i < n_out; ++i) {
         float sum = 0.0f;
         for (int t = 0; t < threads; ++t) sum += parts[(size_t)t * n_out + i];
