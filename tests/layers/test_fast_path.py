@@ -42,6 +42,15 @@ CASES = [
     ("swat_n_learnable", SwatMixer, dict(window_size=3, shift=True, norm="n", learnable_decay=True), (1, 7, 12)),
     ("swat_signed_nobias_none", SwatMixer, dict(window_size=2, shift=False, alibi="signed", sigmoid_bias="none",
                                                  norm="none"), (2, 6, 8)),
+    # shifted windows on maps no window pads: the whole-axis passes run unrolled, the shift in their tables
+    ("ret_shift_exact", RetentionMixer, dict(window_size=4, shift=True), (2, 8, 12)),
+    # an odd window: with an even one the shift is M/2, and a code of period M rolled by +M/2 or -M/2 is the same
+    ("ret_shift_exact_rotary_window", RetentionMixer, dict(window_size=3, shift=True, rotary="window"), (1, 9, 6)),
+    ("ret_shift_exact_learnable_headwise", RetentionMixer, dict(window_size=3, shift=True, learnable_decay=True,
+                                                                gate="headwise"), (2, 9, 6)),
+    ("swat_shift_exact", SwatMixer, dict(window_size=4, shift=True), (2, 8, 12)),
+    ("swat_shift_exact_n_rotary_window", SwatMixer, dict(window_size=3, shift=True, norm="n", rotary="window"),
+     (1, 9, 6)),
 ]
 
 
@@ -57,6 +66,54 @@ def test_fast_equals_reference_fp32(name, cls, kw, shape):
     assert g_fast.keys() == g_ref.keys()
     for n in g_ref:
         torch.testing.assert_close(g_fast[n], g_ref[n], atol=5e-5, rtol=1e-4, msg=lambda s, n=n: f"{n}: {s}")
+
+
+@pytest.mark.parametrize("cls,kw", [(RetentionMixer, {}), (SwatMixer, {}), (SwatMixer, dict(norm="n")),
+                                    (RetentionMixer, dict(rotary="window"))], ids=["retention", "swat", "swat_n",
+                                                                                   "retention_rotary"])
+def test_unrolled_shifted_passes_on_the_kernel_equal_reference(cls, kw):
+    """Shifted windows on maps no window pads, at a head dim and lengths the short-attention kernel takes: both passes
+    run on it unrolled (the shift in the tables, no roll of q, k, v or the output) and still equal the reference."""
+    if not short_attention.available():
+        pytest.skip("the short-attention kernel is not built here")
+    torch.manual_seed(0)
+    m = cls(64, 4, window_size=4, shift=True, **kw)  # head dim 16; 8 x 16 maps: 2 and 4 windows, shifts of 2
+    x = torch.randn(2, 8, 16, 64)
+    counted = []
+    real = short_attention.ShortAttention.apply
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(short_attention.ShortAttention, "apply", lambda *a: counted.append(1) or real(*a))
+        mp.setattr(axial, "roll_and_pad", lambda *a: pytest.fail("rolled although the passes run unrolled"))
+        y_fast, gx_fast, g_fast = _run(m, x, fast=True)
+    assert len(counted) >= 2  # both passes on the kernel (SWAT's recompute in the backward adds two more)
+    y_ref, gx_ref, g_ref = _run(m, x, fast=False)
+    torch.testing.assert_close(y_fast, y_ref, atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(gx_fast, gx_ref, atol=2e-5, rtol=1e-4)
+    for n in g_ref:
+        torch.testing.assert_close(g_fast[n], g_ref[n], atol=5e-5, rtol=1e-4, msg=lambda s, n=n: f"{n}: {s}")
+
+
+def test_unrolled_passes_let_the_lce_and_attention_share_v(monkeypatch):
+    """With no roll, the attention's saved V is the value projection itself, which the LCE keeps anyway: one
+    activation-sized tensor less for the backward than the rolled layout holds (counted with saved-tensor hooks)."""
+    torch.manual_seed(0)
+    m = RetentionMixer(32, 4, window_size=4, shift=True)
+    x = torch.randn(2, 8, 12, 32, requires_grad=True)
+
+    def saved_bytes(unroll: bool) -> int:
+        storages = {}
+
+        def pack(t):
+            storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+        monkeypatch.setattr(axial, "UNROLL_SHIFTED", unroll)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            y = m(x)
+        return sum(storages.values()), y.detach()
+
+    (unrolled, y1), (rolled, y0) = saved_bytes(True), saved_bytes(False)
+    torch.testing.assert_close(y1, y0, atol=2e-5, rtol=1e-4)
+    assert unrolled <= rolled - x.numel() * 4
 
 
 @pytest.mark.parametrize("cls,kw", [(RetentionMixer, dict(window_size=4, shift=True)), (MaSADecomposed, {})],

@@ -45,6 +45,12 @@ FAST_PATH = True
 # short-attention kernel, which beats it (benchmarks/speed/README.md). An empty tuple always takes the fused path.
 WINDOWED_IF_WINDOWS = (2,)
 
+# Whole-axis passes (the fused softmax path and the sigmoid kernel) over maps that no window pads skip Swin's cyclic
+# roll: the shift moves into their tables (`_axis_table`), which saves the roll copies of q, k, v and the output's
+# unroll, forward and backward, and lets the LCE and the attention share one V. False rolls as the reference does
+# (a switch of benchmarks/speed/ab_switch.py).
+UNROLL_SHIFTED = True
+
 SIGMOID_NORMS = ("none", "rowsum", "n")
 # Sigmoid passes (SWAT) are explicit per-window matmuls. With small windows and a small head dim those products are
 # tiny (window 4, head dim 16: q k^T is 4 x 16 x 4 and P V 4 x 4 x 16) and run far below the GEMM rate. On the fast
@@ -195,24 +201,29 @@ def block_diagonal(t: torch.Tensor, fill: float) -> torch.Tensor:
 
 
 def _axis_table(tab: torch.Tensor, geo: AxisGeometry, axis: str, reps: int, fill: float, key, name: str,
-                scale: float = 1.0) -> torch.Tensor:
+                scale: float = 1.0, shift: int = 0) -> torch.Tensor:
     """A pass's (heads, nwin, M, M) table (in its broadcast shape) as one block-diagonal (1, reps*heads, L, L) table
-    over the padded axis, `fill` between windows, times `scale`; cached under `key` (None: rebuilt)."""
+    over the padded axis, `fill` between windows, times `scale`; cached under `key` (None: rebuilt).
+
+    `shift` > 0 gives the table in the *unrolled* positions of a map that was never rolled: entry (i, j) is the rolled
+    table's ((i - s) mod L, (j - s) mod L), which is what the reference's roll, pass and unroll apply to position i.
+    """
 
     def build():
         t = tab.squeeze(2 if axis == "h" else 1)  # (heads, nwin, M, M)
         full = block_diagonal(t, fill) if geo.num_windows > 1 else t[:, 0]
         full = full * scale if scale != 1.0 else full
+        full = full.roll((shift, shift), (-2, -1)) if shift else full
         return full.repeat(reps, 1, 1).unsqueeze(0)  # head index fastest: (w * heads + h)
 
     if key is None:
         return build()
-    return cached((name,) + key + (geo, axis, reps, scale, tab.dtype, tab.device), build)
+    return cached((name,) + key + (geo, axis, reps, scale, shift, tab.dtype, tab.device), build)
 
 
-def _axis_bias(t: PassTables, geo: AxisGeometry, axis: str, reps: int, key) -> torch.Tensor:
+def _axis_bias(t: PassTables, geo: AxisGeometry, axis: str, reps: int, key, shift: int = 0) -> torch.Tensor:
     """The pass's additive table as one block-diagonal (1, reps*heads, L, L) SDPA mask over the padded axis."""
-    return _axis_table(t.add, geo, axis, reps, NEG, key, "fast_axis_bias")
+    return _axis_table(t.add, geo, axis, reps, NEG, key, "fast_axis_bias", shift=shift)
 
 
 def _axes_on_kernel(gh: AxisGeometry, gw: AxisGeometry, q: torch.Tensor) -> bool:
@@ -222,16 +233,19 @@ def _axes_on_kernel(gh: AxisGeometry, gw: AxisGeometry, q: torch.Tensor) -> bool
             and short_attention.takes(gw.padded, d, q.dtype, q.device))
 
 
-def _axis_rotary(t: PassTables, windows: int):
-    """In-window rotary code tiled over `windows` windows: position p uses the code of p mod M."""
+def _axis_rotary(t: PassTables, windows: int, shift: int = 0):
+    """In-window rotary code tiled over `windows` windows: rolled position p uses the code of p mod M (unrolled
+    position i, with `shift`, the code of its rolled position (i - s) mod L; see `_axis_table`)."""
     sin, cos = t.rotary
-    if windows == 1:
-        return sin, cos
-    return sin.repeat(windows, 1), cos.repeat(windows, 1)
+    if windows > 1:
+        sin, cos = sin.repeat(windows, 1), cos.repeat(windows, 1)
+    if shift:
+        sin, cos = sin.roll(shift, 0), cos.roll(shift, 0)
+    return sin, cos
 
 
 def fast_axial_softmax(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gh: AxisGeometry, gw: AxisGeometry,
-                       tw: PassTables, th: PassTables, key=None) -> torch.Tensor:
+                       tw: PassTables, th: PassTables, key=None, unrolled: bool = False) -> torch.Tensor:
     """Same result as `axial_window_attention(kind="softmax")`, without copies or per-window batching.
 
     Each pass attends along the whole padded axis with the window structure folded into the additive mask (NEG
@@ -243,35 +257,43 @@ def fast_axial_softmax(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gh: Ax
     already in the token layout, so the width output feeds the height pass as V with no transpose. The cost: scores
     over the padded axis instead of a window (wasted, uncounted FLOPs of nwin x a window pass, cheap next to the
     copies it saves at these window counts; exactly what RMT's global decomposed attention does anyway).
+
+    `unrolled=True`: q, k, v were neither rolled nor padded (the caller checks that nothing needs padding), and the
+    shift moves into the tables instead (`_axis_table`): the same result in the map's own positions, without the
+    roll and unroll copies of q, k, v and the output, forward and backward.
     """
-    return _whole_axis_passes(q, k, v, gh, gw, tw, th, lambda q, k, v, t, geo, axis, reps: biased_attention(
-        q, k, v, _axis_bias(t, geo, axis, reps, key), scale=1.0))
+    return _whole_axis_passes(q, k, v, gh, gw, tw, th, lambda q, k, v, t, geo, axis, reps, shift: biased_attention(
+        q, k, v, _axis_bias(t, geo, axis, reps, key, shift), scale=1.0), unrolled)
 
 
 def _whole_axis_passes(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gh: AxisGeometry, gw: AxisGeometry,
-                       tw: PassTables, th: PassTables, attend) -> torch.Tensor:
+                       tw: PassTables, th: PassTables, attend, unrolled: bool = False) -> torch.Tensor:
     """The width then height pass along whole padded axes, on strided views of the token layout (see
-    `fast_axial_softmax`); `attend(q, k, v, tables, geo, axis, reps)` runs one pass and returns q's layout."""
+    `fast_axial_softmax`); `attend(q, k, v, tables, geo, axis, reps, shift)` runs one pass and returns q's layout."""
+    if unrolled and (gh.pad or gw.pad):
+        raise ValueError("unrolled whole-axis passes need maps that no window pads")
+    sh, sw = (gh.shift, gw.shift) if unrolled else (0, 0)
     b, hp, wp, heads, d = q.shape
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     # width pass
     qw, kw_, vw = (t.view(b * hp, wp, heads, d).transpose(1, 2) for t in (q, k, v))
     if tw.rotary is not None:
-        sin, cos = _axis_rotary(tw, gw.num_windows)
+        sin, cos = _axis_rotary(tw, gw.num_windows, sw)
         qw, kw_ = apply_rotary(qw, sin, cos), apply_rotary(kw_, sin, cos)
-    yw = attend(qw, kw_, vw, tw, gw, "w", 1)
+    yw = attend(qw, kw_, vw, tw, gw, "w", 1, sw)
     yw = yw.transpose(1, 2).reshape(b, hp, wp * heads, d)  # a view when the kernel returns token order
     # height pass, V = the width pass output
     qh, kh = (t.view(b, hp, wp * heads, d).transpose(1, 2) for t in (q, k))
     if th.rotary is not None:
-        sin, cos = _axis_rotary(th, gh.num_windows)
+        sin, cos = _axis_rotary(th, gh.num_windows, sh)
         qh, kh = apply_rotary(qh, sin, cos), apply_rotary(kh, sin, cos)
-    yh = attend(qh, kh, yw.transpose(1, 2), th, gh, "h", wp)
+    yh = attend(qh, kh, yw.transpose(1, 2), th, gh, "h", wp, sh)
     return yh.transpose(1, 2).reshape(b, hp, wp, heads * d)
 
 
 def fast_axial_sigmoid(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gh: AxisGeometry, gw: AxisGeometry,
-                       tw: PassTables, th: PassTables, sigmoid_norm: str = "none", key=None) -> torch.Tensor:
+                       tw: PassTables, th: PassTables, sigmoid_norm: str = "none", key=None,
+                       unrolled: bool = False) -> torch.Tensor:
     """Same result as `axial_window_attention(kind="sigmoid")` for norm "none" or "n", on the short-attention kernel.
 
     As in `fast_axial_softmax`, each pass runs along the whole padded axis on strided views of the token layout, the
@@ -279,18 +301,18 @@ def fast_axial_sigmoid(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gh: Ax
     (the additive table's value there is irrelevant), and "n" (divide by the window length) is folded into the
     multiplier. The kernel keeps each row's scores in registers, so the extra (uncounted) score work of the longer
     pass costs little, unlike the explicit products of the windowed layout. The caller checks
-    `AxialMixer.sigmoid_on_kernel` first.
+    `AxialMixer.sigmoid_on_kernel` first; `unrolled` as in `fast_axial_softmax`.
     """
     if sigmoid_norm not in ("none", "n"):
         raise ValueError(f"the kernel's sigmoid pass has no row normaliser; sigmoid_norm={sigmoid_norm!r}")
 
-    def attend(q, k, v, t: PassTables, geo: AxisGeometry, axis: str, reps: int) -> torch.Tensor:
+    def attend(q, k, v, t: PassTables, geo: AxisGeometry, axis: str, reps: int, shift: int) -> torch.Tensor:
         scale = 1.0 / geo.window if sigmoid_norm == "n" else 1.0
         return short_attention.sigmoid_attention(
-            q, k, v, _axis_table(t.add, geo, axis, reps, 0.0, key, "fast_sigmoid_add"),
-            _axis_table(t.mul, geo, axis, reps, 0.0, key, "fast_sigmoid_mul", scale))
+            q, k, v, _axis_table(t.add, geo, axis, reps, 0.0, key, "fast_sigmoid_add", shift=shift),
+            _axis_table(t.mul, geo, axis, reps, 0.0, key, "fast_sigmoid_mul", scale, shift))
 
-    return _whole_axis_passes(q, k, v, gh, gw, tw, th, attend)
+    return _whole_axis_passes(q, k, v, gh, gw, tw, th, attend, unrolled)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -382,17 +404,23 @@ class AxialMixer(nn.Module):
             sin, cos = sin.view(h, w, 1, d), cos.view(h, w, 1, d)
             q, k = apply_rotary(q, sin, cos), apply_rotary(k, sin, cos)
         gh, gw = self.geometry(h, w)
-        q, k = roll_and_pad(q, gh, gw), roll_and_pad(k, gh, gw)
-        v = roll_and_pad(v.view(b, h, w, heads, d), gh, gw)
         tw = self.pass_tables(gw, "w", q.dtype, q.device)
         th = self.pass_tables(gh, "h", q.dtype, q.device)
-        if FAST_PATH and self.kind == "softmax" and self.use_sdpa and not self.windowed_is_faster(gh, gw, q):
-            y = self.post(crop_and_unroll(fast_axial_softmax(q, k, v, gh, gw, tw, th, self.fast_bias_key()), gh, gw),
-                          x)
+        norm = getattr(self, "sigmoid_norm", "none")
+        softmax_fast = FAST_PATH and self.kind == "softmax" and self.use_sdpa and not self.windowed_is_faster(gh, gw, q)
+        on_kernel = FAST_PATH and self.kind == "sigmoid" and self.use_sdpa and self.sigmoid_on_kernel(gh, gw, q, tw, th,
+                                                                                                    norm)
+        unrolled = UNROLL_SHIFTED and (softmax_fast or on_kernel) and not (gh.pad or gw.pad)  # see UNROLL_SHIFTED
+        v = v.view(b, h, w, heads, d)
+        if not unrolled:
+            q, k, v = roll_and_pad(q, gh, gw), roll_and_pad(k, gh, gw), roll_and_pad(v, gh, gw)
+
+        def to_map(y: torch.Tensor) -> torch.Tensor:
+            return y if unrolled else crop_and_unroll(y, gh, gw)
+
+        if softmax_fast:
+            y = self.post(to_map(fast_axial_softmax(q, k, v, gh, gw, tw, th, self.fast_bias_key(), unrolled)), x)
         else:
-            norm = getattr(self, "sigmoid_norm", "none")
-            on_kernel = FAST_PATH and self.kind == "sigmoid" and self.use_sdpa and self.sigmoid_on_kernel(gh, gw, q, tw,
-                                                                                                        th, norm)
             lh, lw = gh, gw  # the layouts' geometry: the windows, or merged windows on the fast sigmoid path
             if not on_kernel and FAST_PATH and self.kind == "sigmoid" and self.head_dim <= SIGMOID_GROUP_MAX_HEAD_DIM:
                 merge_w, merge_h = sigmoid_group(gw), sigmoid_group(gh)
@@ -405,10 +433,10 @@ class AxialMixer(nn.Module):
                 if on_kernel:
                     key = self.fast_bias_key()
                     key = None if key is None else key + (self.alibi, self.sigmoid_bias)
-                    y = fast_axial_sigmoid(q, k, v, gh, gw, tw, th, norm, key)
+                    y = fast_axial_sigmoid(q, k, v, gh, gw, tw, th, norm, key, unrolled)
                 else:
                     y = axial_window_attention(q, k, v, lh, lw, tw, th, self.kind, norm, self.use_sdpa)
-                return self.post(crop_and_unroll(y, gh, gw), x)
+                return self.post(to_map(y), x)
 
             if FAST_PATH and self.kind == "sigmoid" and self.training and torch.is_grad_enabled() and q.requires_grad:
                 # Lean sigmoid path: keep only q, k, v (saved by their own producers anyway) and recompute the
