@@ -14,7 +14,7 @@ import statistics
 import torch
 
 from swinrmt.bench import _Runner
-from swinrmt.layers import conv, depthwise, eager, linear, rotary, short_attention
+from swinrmt.layers import conv, depthwise, eager, gates, linear, rotary, short_attention
 from swinrmt.layers.mixers import axial
 from swinrmt.runtime import keep_freed_memory
 
@@ -30,7 +30,12 @@ def _mm_backward(ctx, grad):
 
 _ORIG = {"complex_ok": rotary._complex_ok, "linear_backward": linear.OneDNNLinear.backward,
          "scaled_q": axial.AxialMixer.scaled_q, "windowed": axial.WINDOWED_IF_WINDOWS,
-         "group": axial.SIGMOID_GROUP_LENGTH}
+         "group": axial.SIGMOID_GROUP_LENGTH, "gate": gates.OutputGate.forward}
+
+
+def _autograd_gate(self, y, x):
+    """OutputGate's forward before `SigmoidGate`: autograd keeps y and sigmoid(a) for the product."""
+    return gates.gate_product(y, torch.sigmoid(self.proj(x)), self.num_heads if self.mode == "headwise" else 0)
 
 
 def _sigmoid_groups(on: bool) -> None:
@@ -66,6 +71,10 @@ SWITCHES = {  # each switch: (on, the _Runner) -> None
     # depthwise convs with bias, residual and (ConvFFN) GELU fused on swinrmt's C++ kernel vs oneDNN's conv and aten's
     # elementwise ops
     "depthwise_kernel": lambda on, runner: setattr(depthwise, "ENABLED", on),
+    # shifted windows on whole-axis passes: the shift in the tables vs rolling q, k, v and unrolling the output
+    "unroll_shifted": lambda on, runner: setattr(axial, "UNROLL_SHIFTED", on),
+    # the G1 gate's backward from its output z (`SigmoidGate`) vs autograd's (which keeps y and sigmoid(a))
+    "lean_gate": lambda on, runner: setattr(gates.OutputGate, "forward", _ORIG["gate"] if on else _autograd_gate),
 }
 
 TRAIN_ONLY = {"fused_optimizer"}  # no effect on inference (no optimizer there)
