@@ -56,27 +56,19 @@ struct Strides {  // element strides of a (n1, n2, L, D) operand; the last one i
     int64_t a, b, row;
 };
 
-// Rows 0..L-1 of a (L, D) operand at row stride rs, copied to a contiguous block. The token layout puts a problem's
-// rows a power of two apart (heads * D floats, or a whole image row), so rows of q, k, v and the output fall into the
-// same few L1 sets and evict each other while the problem is worked on; one copy costs less than those misses from 16
-// positions on (fp32, batch 64: 1.1-1.3x faster on the width passes of rmt_tiny's stages 1-2 and its 64-position 2-D
-// attention; at 4-8 positions the copy did not pay).
-template <int D, int L>
-inline void local_rows(const float* m, int64_t rs, float (*out)[D]) {
-    for (int j = 0; j < L; ++j)
-        for (int c = 0; c < D; c += W) *(vf*)&out[j][c] = loadu(m + j * rs + c);
-}
-
-// The forward after K^T is in kt: scores, softmax (or sigmoid), P V.
+// SIG = false: softmax(S) with S = scale Q K^T + bias. SIG = true: SWAT's sigmoid(S) * mul (no normaliser; a key
+// whose multiplier is 0 gets weight exactly 0).
 template <int D, int L, bool SIG>
-inline void forward_rest(const float* q, int64_t qs, const float (*kt)[(L + W - 1) / W * W], const float* v, int64_t vs,
-                         const float* bias, int64_t bs, const float* mul, int64_t ms, float* out, int64_t os,
-                         float* lse, float scale) {
+void forward_one(const float* q, int64_t qs, const float* k, int64_t ks, const float* v, int64_t vs,
+                 const float* bias, int64_t bs, const float* mul, int64_t ms, float* out, int64_t os, float* lse,
+                 float scale) {
     constexpr int LV = (L + W - 1) / W, LP = LV * W, DV = D / W;
     // rows per block (powers of two, so they divide L): QB * LV score and PB * DV output accumulators in registers
     constexpr int QB = std::min(LV == 1 ? 8 : 4, L), PB = std::min(DV == 1 ? 8 : (DV == 2 ? 4 : 2), L);
+    alignas(64) float kt[D][LP];
     alignas(64) float p[L][LP];
     float inv[L];
+    transpose_rows<D, L, LP>(k, ks, kt);
     for (int i0 = 0; i0 < L; i0 += QB) {
         vf s[QB][LV];
         for (int ii = 0; ii < QB; ++ii)
@@ -130,25 +122,6 @@ inline void forward_rest(const float* q, int64_t qs, const float (*kt)[(L + W - 
         }
         for (int ii = 0; ii < PB; ++ii)
             for (int c = 0; c < DV; ++c) storeu(out + (i0 + ii) * os + c * W, acc[ii][c] * inv[i0 + ii]);
-    }
-}
-
-// SIG = false: softmax(S) with S = scale Q K^T + bias. SIG = true: SWAT's sigmoid(S) * mul (no normaliser; a key
-// whose multiplier is 0 gets weight exactly 0).
-template <int D, int L, bool SIG>
-void forward_one(const float* q, int64_t qs, const float* k, int64_t ks, const float* v, int64_t vs,
-                 const float* bias, int64_t bs, const float* mul, int64_t ms, float* out, int64_t os, float* lse,
-                 float scale) {
-    constexpr int LP = (L + W - 1) / W * W;
-    alignas(64) float kt[D][LP];
-    if constexpr (L >= 16) {  // the problem's strided rows copied into L1 once (see local_rows)
-        alignas(64) float ql[L][D], kl[L][D], vl[L][D];
-        local_rows<D, L>(q, qs, ql), local_rows<D, L>(k, ks, kl), local_rows<D, L>(v, vs, vl);
-        transpose_rows<D, L, LP>(&kl[0][0], D, kt);
-        forward_rest<D, L, SIG>(&ql[0][0], D, kt, &vl[0][0], D, bias, bs, mul, ms, out, os, lse, scale);
-    } else {
-        transpose_rows<D, L, LP>(k, ks, kt);
-        forward_rest<D, L, SIG>(q, qs, kt, v, vs, bias, bs, mul, ms, out, os, lse, scale);
     }
 }
 
