@@ -95,3 +95,20 @@ python benchmarks/speed/ab_switch.py depthwise_kernel --model rmt_tiny --steps 8
 python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 \
   --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_session8.json
 uptime
+
+# 13. (ninth session, 2026-11-25) the G1 gate's lean backward and the unrolled shifted passes on/off, then sections 1-3
+#     and an fp32 rerun at this code. Console output: run_cpu_session9.log.
+uptime
+for m in gated_swinrmt_retention_tiny gated_swinrmt_swat_tiny; do
+  python benchmarks/speed/ab_switch.py unroll_shifted --model $m --steps 8
+done
+python benchmarks/speed/ab_switch.py lean_gate --model gated_swinrmt_retention_tiny --mode train --steps 8
+python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 bf16 \
+  --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_session9.json
+python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 \
+  --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_rerun_session9.json
+python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 --stem-stride 4 \
+  --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_stem4_session9.json
+python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 --reference-path \
+  --steps 6 --warmup 2 --no-memory --out benchmarks/speed/cpu_tiny_64px_b64_reference_path_session9.json
+uptime

@@ -10,6 +10,8 @@ Layouts (all views of one rolled, padded (B, Hp, Wp, heads, d) tensor):
   height : (B, heads, nH, Wp, Mh, d)   sequences run along a window's column
 Per-pass tables broadcast against the score tensors:
   width  : (heads, 1, nW, Mw, Mw)      height : (heads, nH, 1, Mh, Mh)
+The fast whole-axis passes (`fast_axial_softmax`, `fast_axial_sigmoid`) fold the windows into block-diagonal tables
+over the padded axis instead, and on maps no window pads they skip the roll too (`UNROLL_SHIFTED`).
 """
 from __future__ import annotations
 
