@@ -25,6 +25,16 @@ def _run(m, x, fast: bool):
         return y.detach(), x.grad, grads
 
 
+def _assert_same_run(fast, ref) -> None:
+    """Output, input gradient and every parameter gradient of two `_run`s agree (fp32 tolerances)."""
+    (y_fast, gx_fast, g_fast), (y_ref, gx_ref, g_ref) = fast, ref
+    torch.testing.assert_close(y_fast, y_ref, atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(gx_fast, gx_ref, atol=2e-5, rtol=1e-4)
+    assert g_fast.keys() == g_ref.keys()
+    for n in g_ref:
+        torch.testing.assert_close(g_fast[n], g_ref[n], atol=5e-5, rtol=1e-4, msg=lambda s, n=n: f"{n}: {s}")
+
+
 CASES = [
     ("ret_shift_pad_nonsquare", RetentionMixer, dict(window_size=4, shift=True), (2, 9, 13)),
     ("ret_noshift_exact", RetentionMixer, dict(window_size=4, shift=False), (2, 8, 8)),
@@ -59,13 +69,7 @@ def test_fast_equals_reference_fp32(name, cls, kw, shape):
     torch.manual_seed(0)
     m = cls(32, 4, **kw)
     x = torch.randn(*shape, 32)
-    y_ref, gx_ref, g_ref = _run(m, x, fast=False)
-    y_fast, gx_fast, g_fast = _run(m, x, fast=True)
-    torch.testing.assert_close(y_fast, y_ref, atol=2e-5, rtol=1e-4)
-    torch.testing.assert_close(gx_fast, gx_ref, atol=2e-5, rtol=1e-4)
-    assert g_fast.keys() == g_ref.keys()
-    for n in g_ref:
-        torch.testing.assert_close(g_fast[n], g_ref[n], atol=5e-5, rtol=1e-4, msg=lambda s, n=n: f"{n}: {s}")
+    _assert_same_run(_run(m, x, fast=True), _run(m, x, fast=False))
 
 
 @pytest.mark.parametrize("cls,kw", [(RetentionMixer, {}), (SwatMixer, {}), (SwatMixer, dict(norm="n")),
@@ -86,11 +90,7 @@ def test_unrolled_shifted_passes_on_the_kernel_equal_reference(cls, kw):
         mp.setattr(axial, "roll_and_pad", lambda *a: pytest.fail("rolled although the passes run unrolled"))
         y_fast, gx_fast, g_fast = _run(m, x, fast=True)
     assert len(counted) >= 2  # both passes on the kernel (SWAT's recompute in the backward adds two more)
-    y_ref, gx_ref, g_ref = _run(m, x, fast=False)
-    torch.testing.assert_close(y_fast, y_ref, atol=2e-5, rtol=1e-4)
-    torch.testing.assert_close(gx_fast, gx_ref, atol=2e-5, rtol=1e-4)
-    for n in g_ref:
-        torch.testing.assert_close(g_fast[n], g_ref[n], atol=5e-5, rtol=1e-4, msg=lambda s, n=n: f"{n}: {s}")
+    _assert_same_run((y_fast, gx_fast, g_fast), _run(m, x, fast=False))
 
 
 def test_unrolled_passes_let_the_lce_and_attention_share_v(monkeypatch):
