@@ -222,6 +222,20 @@ void backward_one(const float* q, int64_t qs, const float* k, int64_t ks, const 
     }
 }
 
+// How many problems ahead forward_all prefetches a problem's q, k, v rows (into L2), from 16 positions on. The
+// projections' token layout gives each problem L rows of D floats at a large stride; where consecutive problems
+// move to new memory (the width pass: the next image row every `heads` problems), the hardware prefetcher does not
+// follow, and the kernel waited on DRAM: on rmt_tiny's cold full-batch calls it ran the stage-1 width pass at
+// 35-47 GFLOP/s against 65-84 on the same problems stored contiguously. Prefetching 2-4 problems ahead measured
+// 1.2-1.4x faster on the width passes and stage 2's height pass, about even elsewhere (benchmarks/speed/README.md).
+constexpr int PREFETCH_AHEAD = 4;
+
+template <int D, int L>
+inline void prefetch_rows(const float* m, int64_t ms) {
+    for (int l = 0; l < L; ++l)
+        for (int c = 0; c < D; c += W) __builtin_prefetch(m + l * ms + c, 0, 2);
+}
+
 template <int D, int L, bool SIG>
 void forward_all(const float* q, const float* k, const float* v, const float* bias, const float* mul, float* out,
                  float* lse, int64_t n1, int64_t n2, const int64_t* st, const int64_t* mst, float scale,
@@ -232,6 +246,12 @@ void forward_all(const float* q, const float* k, const float* v, const float* bi
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t t = 0; t < n; ++t) {
         const int64_t a = t / n2, b = t % n2;
+        if (L >= 16 && t + PREFETCH_AHEAD < n) {
+            const int64_t a1 = (t + PREFETCH_AHEAD) / n2, b1 = (t + PREFETCH_AHEAD) % n2;
+            prefetch_rows<D, L>(q + a1 * Q.a + b1 * Q.b, Q.row);
+            prefetch_rows<D, L>(k + a1 * K.a + b1 * K.b, K.row);
+            prefetch_rows<D, L>(v + a1 * V.a + b1 * V.b, V.row);
+        }
         forward_one<D, L, SIG>(q + a * Q.a + b * Q.b, Q.row, k + a * K.a + b * K.b, K.row, v + a * V.a + b * V.b,
                                V.row, bias + a * B.a + b * B.b, B.row, SIG ? mul + a * M.a + b * M.b : nullptr, M.row,
                                out + a * O.a + b * O.b, O.row,
@@ -250,6 +270,14 @@ void backward_all(const float* q, const float* k, const float* v, const float* b
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t t = 0; t < n; ++t) {
         const int64_t a = t / n2, b = t % n2;
+        if (L >= 16 && t + PREFETCH_AHEAD < n) {
+            const int64_t a1 = (t + PREFETCH_AHEAD) / n2, b1 = (t + PREFETCH_AHEAD) % n2;
+            prefetch_rows<D, L>(q + a1 * Q.a + b1 * Q.b, Q.row);
+            prefetch_rows<D, L>(k + a1 * K.a + b1 * K.b, K.row);
+            prefetch_rows<D, L>(v + a1 * V.a + b1 * V.b, V.row);
+            prefetch_rows<D, L>(go + a1 * G.a + b1 * G.b, G.row);
+            if (!SIG) prefetch_rows<D, L>(o + a1 * O.a + b1 * O.b, O.row);
+        }
         backward_one<D, L, SIG>(q + a * Q.a + b * Q.b, Q.row, k + a * K.a + b * K.b, K.row, v + a * V.a + b * V.b,
                                 V.row, bias + a * B.a + b * B.b, B.row, SIG ? mul + a * M.a + b * M.b : nullptr, M.row,
                                 SIG ? nullptr : o + a * O.a + b * O.b, O.row, go + a * G.a + b * G.b, G.row,
