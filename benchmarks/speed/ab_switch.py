@@ -75,6 +75,8 @@ SWITCHES = {  # each switch: (on, the _Runner) -> None
     "unroll_shifted": lambda on, runner: setattr(axial, "UNROLL_SHIFTED", on),
     # the G1 gate's backward from its output z (`SigmoidGate`) vs autograd's (which keeps y and sigmoid(a))
     "lean_gate": lambda on, runner: setattr(gates.OutputGate, "forward", _ORIG["gate"] if on else _autograd_gate),
+    # inference: RMT's flat rotary applied by the short-attention kernel as it loads q and k vs rotated copies first
+    "fold_rotary": lambda on, runner: setattr(axial, "FOLD_ROTARY", on),
 }
 
 TRAIN_ONLY = {"fused_optimizer"}  # no effect on inference (no optimizer there)

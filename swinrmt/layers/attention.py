@@ -13,16 +13,22 @@ import torch
 import torch.nn.functional as F
 
 from . import short_attention as short
+from .rotary import FoldedRotary
 
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
 def biased_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
-                     scale: float | None = None) -> torch.Tensor:
-    """softmax(q kᵀ · scale + bias) v over the last two axes; `scale` defaults to d^-1/2 as in SDPA."""
+                     scale: float | None = None, rotary: FoldedRotary | None = None) -> torch.Tensor:
+    """softmax(q kᵀ · scale + bias) v over the last two axes; `scale` defaults to d^-1/2 as in SDPA.
+
+    `rotary`: q and k rotated by that code first; the short-attention kernel does it as it loads them, every other
+    kernel gets rotated copies."""
     bias = bias.to(q.dtype)
     if short.eligible(q, k, v, bias) and short.available():
-        return short.short_attention(q, k, v, bias, scale)
+        return short.short_attention(q, k, v, bias, scale, rotary)
+    if rotary is not None:
+        q, k = rotary.apply(q), rotary.apply(k)
     if q.device.type == "cpu" and q.dtype in LOW_PRECISION:
         s = q @ k.transpose(-1, -2)
         if scale != 1.0:  # None: the default d^-1/2

@@ -25,6 +25,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from . import cpu_kernels
+from .rotary import FoldedRotary
 
 ENABLED = cpu_kernels.ENABLED  # this kernel's own switch (benchmarks, the reference path)
 HEAD_DIMS = (16, 32, 64)
@@ -73,16 +74,18 @@ def _strides(*tensors: torch.Tensor) -> ctypes.Array:
 
 
 def _forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, mul: torch.Tensor | None,
-             scale: float, keep_lse: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+             scale: float, keep_lse: bool, rotary: FoldedRotary | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor | None]:
     n1, n2, length, d = q.shape
     out = torch.empty_like(q)  # q's layout: the token order when q is a strided view of it
     lse = torch.empty(n1, n2, length, dtype=torch.float32) if keep_lse and mul is None else None
+    rot = (None, None, 0) if rotary is None else (rotary.cos.data_ptr(), rotary.sin.data_ptr(), rotary.step)
     lib = cpu_kernels.load()
     rc = lib.short_attention_forward(q.data_ptr(), k.data_ptr(), v.data_ptr(), bias.data_ptr(),
                                      None if mul is None else mul.data_ptr(), out.data_ptr(),
                                      None if lse is None else lse.data_ptr(), n1, n2, length, d,
-                                     _strides(q, k, v, bias, out), _strides(bias if mul is None else mul), scale,
-                                     torch.get_num_threads())
+                                     _strides(q, k, v, bias, out), _strides(bias if mul is None else mul), *rot,
+                                     scale, torch.get_num_threads())
     if rc != 0:
         raise RuntimeError(f"short attention kernel: unsupported shape {tuple(q.shape)}")
     return out, lse
@@ -125,10 +128,27 @@ def _apply(q, k, v, bias, mul, scale):
     return _forward(q, k, v, bias, mul, scale, keep_lse=False)[0]
 
 
+def rotary_fits(rotary: FoldedRotary, q: torch.Tensor) -> bool:
+    """Whether the kernel can rotate q and k of this call by `rotary` as it loads them (float32 contiguous tables that
+    cover the call)."""
+    return (rotary.fits(q.shape) and all(t.dtype == torch.float32 and t.is_contiguous() and t.device.type == "cpu"
+                                         for t in (rotary.cos, rotary.sin)))
+
+
 def short_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
-                    scale: float | None = None) -> torch.Tensor:
-    """softmax(q kᵀ · scale + bias) v on the kernel; the caller checks `eligible` and `available` first."""
-    return _apply(q, k, v, bias, None, q.shape[-1] ** -0.5 if scale is None else float(scale))
+                    scale: float | None = None, rotary: FoldedRotary | None = None) -> torch.Tensor:
+    """softmax(q kᵀ · scale + bias) v on the kernel; the caller checks `eligible` and `available` first.
+
+    `rotary`: q and k are first rotated by that code; in inference the kernel does it as it loads them (no rotated
+    copies), with autograd the rotated copies are made here (the backward runs on them)."""
+    scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
+    if rotary is not None:
+        grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+        if grad or not rotary_fits(rotary, q):
+            q, k = rotary.apply(q), rotary.apply(k)
+        else:
+            return _forward(q, k, v, bias, None, scale, keep_lse=False, rotary=rotary)[0]
+    return _apply(q, k, v, bias, None, scale)
 
 
 def sigmoid_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, add: torch.Tensor, mul: torch.Tensor,

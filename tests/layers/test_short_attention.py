@@ -14,7 +14,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from swinrmt.layers import attention, cpu_kernels
 from swinrmt.layers import short_attention as sa
-from swinrmt.layers.mixers import MaSA2d, MaSADecomposed, RetentionMixer, axial
+from swinrmt.layers.mixers import MaSA2d, MaSADecomposed, RetentionMixer, axial, masa
+from swinrmt.layers.rotary import apply_rotary, folded_rotary, rotary_tables
 
 pytestmark = pytest.mark.skipif(not sa.available(), reason="the short-attention kernel did not build here "
                                                            "(no C++ compiler with OpenMP); PyTorch's kernel is used")
@@ -311,3 +312,99 @@ def test_swat_options_the_kernel_does_not_cover_keep_the_explicit_path(opts, mon
     monkeypatch.setattr(sa, "sigmoid_attention", lambda *a, **k: calls.append(1))
     m(torch.randn(2, 8, 8, 64)).sum().backward()
     assert calls == []
+
+
+# -- RMT's flat rotary applied by the kernel as it loads q and k (`rotary.FoldedRotary`) ----------------------------
+
+def _rotary_case(layout, d, seed=0):
+    """Unrotated q, k, v views of one layout, the same views of rotated copies (apply_rotary on the token layout, as
+    the mixers did before the fold) and the FoldedRotary the mixers pass for it."""
+    g = torch.Generator().manual_seed(seed)
+    b, side, heads = 2, 8, 2
+    tok = [torch.randn(b, side, side, heads, d, generator=g) for _ in range(3)]
+    sin, cos = rotary_tables(side * side, d, torch.float32, tok[0].device)
+    rotated = [apply_rotary(t, sin.view(side, side, 1, d), cos.view(side, side, 1, d)) for t in tok[:2]] + tok[2:]
+    if layout == "w":  # (B*H, heads, W, d): positions row * W + l, step 1
+        view, step = (lambda t: t.view(b * side, side, heads, d).transpose(1, 2)), 1
+    elif layout == "h":  # (B, W*heads, H, d): positions l * W + col, step W
+        view, step = (lambda t: t.view(b, side, side * heads, d).transpose(1, 2)), side
+    else:  # 2-D: (B, heads, H*W, d), positions l
+        view, step = (lambda t: t.reshape(b, side * side, heads, d).transpose(1, 2)), 1
+    rot = folded_rotary(side * side, d, torch.float32, tok[0].device, step=step)
+    return [view(t) for t in tok], [view(t) for t in rotated], rot
+
+
+@pytest.mark.parametrize("layout", ["w", "h", "2d"])
+@pytest.mark.parametrize("d", [16, 32])
+def test_kernel_rotary_equals_rotated_copies(layout, d, monkeypatch):
+    plain, rotated, rot = _rotary_case(layout, d, seed=d)
+    n2, length = plain[0].shape[1], plain[0].shape[2]
+    bias = torch.randn(1, n2, length, length, generator=torch.Generator().manual_seed(2))
+    if layout == "2d":  # one problem per image and head: the same positions as apply_rotary's
+        torch.testing.assert_close(rot.apply(plain[0]), rotated[0], atol=1e-6, rtol=1e-6)
+    want = reference(*rotated, bias, 0.25)
+    seen = []
+    real = sa._forward
+    monkeypatch.setattr(sa, "_forward", lambda *a, **k: seen.append(k.get("rotary")) or real(*a, **k))
+    with torch.no_grad():
+        got = attention.biased_attention(*plain, bias, 0.25, rotary=rot)
+    assert seen == [rot]  # one kernel call, rotating q and k itself
+    torch.testing.assert_close(got.double(), want, atol=2e-5, rtol=1e-4)
+
+
+def test_rotary_with_autograd_or_without_the_kernel_takes_rotated_copies(monkeypatch):
+    plain, rotated, rot = _rotary_case("w", 16)
+    bias = torch.randn(1, 2, 8, 8, generator=torch.Generator().manual_seed(2))
+    leaves = [t.detach().clone().requires_grad_() for t in plain]
+    out = attention.biased_attention(*leaves, bias, 1.0, rotary=rot)
+    ref_leaves = [t.detach().clone().requires_grad_() for t in plain]
+    ref = reference(rot.apply(ref_leaves[0]), rot.apply(ref_leaves[1]), ref_leaves[2], bias, 1.0)
+    torch.testing.assert_close(out.double(), ref, atol=2e-5, rtol=1e-4)
+    gy = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+    for a, b in zip(torch.autograd.grad(out, leaves, gy), torch.autograd.grad(ref, ref_leaves, gy.double())):
+        torch.testing.assert_close(a.double(), b.double(), atol=1e-4, rtol=1e-4)
+    monkeypatch.setattr(sa, "ENABLED", False)  # PyTorch's kernel: rotated copies first
+    with torch.no_grad():
+        torch.testing.assert_close(attention.biased_attention(*plain, bias, 1.0, rotary=rot).double(),
+                                   reference(*rotated, bias, 1.0), atol=2e-5, rtol=1e-4)
+
+
+def test_rotary_offsets_cancel_and_tables_must_cover_the_call():
+    """A problem's offset (row * W on a width pass) cancels in the scores, which is why one step per pass suffices;
+    a step that runs past the tables is an error, not a read past them."""
+    plain, rotated, rot = _rotary_case("h", 16)
+    q, k = rotated[0][:, 3:4], rotated[1][:, 3:4]  # column 1, head 1: positions l * 8 + 1
+    q0, k0 = rot.apply(plain[0][:, 3:4]), rot.apply(plain[1][:, 3:4])  # positions l * 8
+    assert (q - q0).abs().max() > 0.1  # rotated differently...
+    torch.testing.assert_close(q0 @ k0.transpose(-1, -2), q @ k.transpose(-1, -2), atol=1e-4, rtol=1e-4)  # same scores
+    short = folded_rotary(16, 16, torch.float32, plain[0].device, step=8)  # rows 0, 8, 16, ...: 16 is past the end
+    assert rot.fits(plain[0].shape) and not short.fits(plain[0].shape)
+    assert not sa.rotary_fits(short, plain[0])
+    with pytest.raises(ValueError, match="do not cover"):
+        short.apply(plain[0])
+
+
+@pytest.mark.parametrize("mixer", ["decomposed", "2d"])
+def test_rmt_mixers_fold_the_rotary_in_inference_only(mixer, monkeypatch):
+    """Inference rotates inside the kernel (no apply_rotary) and equals rotating first; training rotates first."""
+    torch.manual_seed(0)
+    m = (MaSADecomposed(64, 4) if mixer == "decomposed" else MaSA2d(64, 4)).eval()
+    x = torch.randn(2, 16, 16, 64) if mixer == "decomposed" else torch.randn(2, 4, 4, 64)
+    rotations = []
+    mod = axial if mixer == "decomposed" else masa
+    real = mod.apply_rotary
+    monkeypatch.setattr(mod, "apply_rotary", lambda *a: rotations.append(1) or real(*a))
+    with torch.no_grad():
+        folded = m(x)
+        assert rotations == []
+        monkeypatch.setattr(axial, "FOLD_ROTARY", False)
+        unfolded = m(x)
+        assert len(rotations) == 2
+        with axial.reference_path():
+            ref = m(x)
+    torch.testing.assert_close(folded, unfolded, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(folded, ref, atol=1e-5, rtol=1e-4)
+    monkeypatch.setattr(axial, "FOLD_ROTARY", True)
+    rotations.clear()
+    m.train()(x.requires_grad_()).sum().backward()
+    assert len(rotations) == 2

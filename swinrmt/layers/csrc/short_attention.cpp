@@ -52,6 +52,18 @@ inline void transpose_rows(const float* m, int64_t ms, float (*mt)[LP]) {
         for (int j = L; j < LP; ++j) mt[c][j] = 0.f;
 }
 
+// Rows of q or k rotated by the rotary code as they are loaded (x cos + swap_pairs(x) sin, sin signed -,+ per pair),
+// so the model need not write rotated copies of q and k (swinrmt.layers.rotary.FoldedRotary).
+// cs / sn: the tables' first row; rs: their step (floats) from one row of the problem to the next.
+template <int D, int L>
+inline void rotate_rows(const float* m, int64_t ms, const float* cs, const float* sn, int64_t rs, float (*out)[D]) {
+    for (int l = 0; l < L; ++l)
+        for (int c = 0; c < D; c += W) {
+            const vf x = loadu(m + l * ms + c);
+            *(vf*)&out[l][c] = x * loadu(cs + l * rs + c) + sw1(x) * loadu(sn + l * rs + c);
+        }
+}
+
 struct Strides {  // element strides of a (n1, n2, L, D) operand; the last one is 1
     int64_t a, b, row;
 };
@@ -61,14 +73,26 @@ struct Strides {  // element strides of a (n1, n2, L, D) operand; the last one i
 template <int D, int L, bool SIG>
 void forward_one(const float* q, int64_t qs, const float* k, int64_t ks, const float* v, int64_t vs,
                  const float* bias, int64_t bs, const float* mul, int64_t ms, float* out, int64_t os, float* lse,
-                 float scale) {
+                 float scale, const float* rc = nullptr, const float* rsn = nullptr, int64_t rs = 0) {
     constexpr int LV = (L + W - 1) / W, LP = LV * W, DV = D / W;
     // rows per block (powers of two, so they divide L): QB * LV score and PB * DV output accumulators in registers
     constexpr int QB = std::min(LV == 1 ? 8 : 4, L), PB = std::min(DV == 1 ? 8 : (DV == 2 ? 4 : 2), L);
     alignas(64) float kt[D][LP];
     alignas(64) float p[L][LP];
     float inv[L];
-    transpose_rows<D, L, LP>(k, ks, kt);
+    if (rc) {  // rotary: rotated copies of q and k rows in L1
+        alignas(64) float rk[L][D];
+        rotate_rows<D, L>(k, ks, rc, rsn, rs, rk);
+        transpose_rows<D, L, LP>(&rk[0][0], D, kt);
+    } else {
+        transpose_rows<D, L, LP>(k, ks, kt);
+    }
+    alignas(64) float rq[L][D];  // uninitialised unless rotary
+    if (rc) {
+        rotate_rows<D, L>(q, qs, rc, rsn, rs, rq);
+        q = &rq[0][0];
+        qs = D;
+    }
     for (int i0 = 0; i0 < L; i0 += QB) {
         vf s[QB][LV];
         for (int ii = 0; ii < QB; ++ii)
@@ -238,8 +262,8 @@ inline void prefetch_rows(const float* m, int64_t ms) {
 
 template <int D, int L, bool SIG>
 void forward_all(const float* q, const float* k, const float* v, const float* bias, const float* mul, float* out,
-                 float* lse, int64_t n1, int64_t n2, const int64_t* st, const int64_t* mst, float scale,
-                 int threads) {
+                 float* lse, int64_t n1, int64_t n2, const int64_t* st, const int64_t* mst, const float* rcos,
+                 const float* rsin, int64_t rstep, float scale, int threads) {
     const Strides Q{st[0], st[1], st[2]}, K{st[3], st[4], st[5]}, V{st[6], st[7], st[8]}, B{st[9], st[10], st[11]},
         O{st[12], st[13], st[14]}, M{mst[0], mst[1], mst[2]};
     const int64_t n = n1 * n2;
@@ -254,8 +278,8 @@ void forward_all(const float* q, const float* k, const float* v, const float* bi
         }
         forward_one<D, L, SIG>(q + a * Q.a + b * Q.b, Q.row, k + a * K.a + b * K.b, K.row, v + a * V.a + b * V.b,
                                V.row, bias + a * B.a + b * B.b, B.row, SIG ? mul + a * M.a + b * M.b : nullptr, M.row,
-                               out + a * O.a + b * O.b, O.row,
-                          lse ? lse + t * L : nullptr, scale);
+                               out + a * O.a + b * O.b, O.row, lse ? lse + t * L : nullptr, scale, rcos, rsin,
+                               rstep * D);
     }
 }
 
@@ -296,16 +320,19 @@ extern "C" {
 
 // mul == nullptr: softmax attention; otherwise SWAT's sigmoid attention with that multiplier table (lse unused).
 // strides: 5 operands (q, k, v, bias, out) x 3 (n1, n2, row), mul_strides: 3; a broadcast dimension has stride 0.
+// rot_cos / rot_sin non-null: contiguous (positions, D) rotary tables (sin signed -,+ per channel pair); q and k rows
+// are rotated as loaded, row l of every problem by table row l * rot_step (swinrmt.layers.rotary.FoldedRotary).
 // Returns 0, or 1 for an unsupported (head dim, length).
 int short_attention_forward(const float* q, const float* k, const float* v, const float* bias, const float* mul,
                             float* out, float* lse, int64_t n1, int64_t n2, int64_t L, int64_t D,
-                            const int64_t* strides, const int64_t* mul_strides, float scale, int threads) {
+                            const int64_t* strides, const int64_t* mul_strides, const float* rot_cos,
+                            const float* rot_sin, int64_t rot_step, float scale, int threads) {
 #define FWD(DD, LL)                                                                                                  \
     if (D == DD && L == LL) {                                                                                        \
-        if (mul) forward_all<DD, LL, true>(q, k, v, bias, mul, out, nullptr, n1, n2, strides, mul_strides, scale,      \
-                                           threads);                                                                 \
-        else forward_all<DD, LL, false>(q, k, v, bias, nullptr, out, lse, n1, n2, strides, mul_strides, scale,        \
-                                        threads);                                                                    \
+        if (mul) forward_all<DD, LL, true>(q, k, v, bias, mul, out, nullptr, n1, n2, strides, mul_strides, rot_cos,    \
+                                           rot_sin, rot_step, scale, threads);                                       \
+        else forward_all<DD, LL, false>(q, k, v, bias, nullptr, out, lse, n1, n2, strides, mul_strides, rot_cos,     \
+                                        rot_sin, rot_step, scale, threads);                                          \
         return 0;                                                                                                    \
     }
     SHAPES(FWD)

@@ -28,7 +28,8 @@ from ..attention import biased_attention
 from ..conv import DWConv
 from ..decay import decay_rates, log_decay_1d
 from ..linear import Linear, linear
-from ..rotary import apply_rotary, rotary_tables
+from ..eager import needs_grad
+from ..rotary import apply_rotary, folded_rotary, rotary_tables
 from ..windows import AxisGeometry, axis_geometry, cached_axis_allowed, crop_and_unroll, roll_and_pad
 
 NEG = -1.0e4  # masked-key bias: finite, so rows with no valid key (padding queries) stay finite in any dtype
@@ -52,6 +53,11 @@ WINDOWED_IF_WINDOWS = (2,)
 # unroll, forward and backward, and lets the LCE and the attention share one V. False rolls as the reference does
 # (a switch of benchmarks/speed/ab_switch.py).
 UNROLL_SHIFTED = True
+
+# RMT's flat rotary code, in inference where both passes run on the short-attention kernel, is applied by the kernel
+# as it loads q and k (`rotary.FoldedRotary`) instead of by two passes writing rotated copies of q and k (about 2 % of
+# an rmt_tiny inference step). False rotates first, as the reference does (a switch of benchmarks/speed/ab_switch.py).
+FOLD_ROTARY = True
 
 SIGMOID_NORMS = ("none", "rowsum", "n")
 # Sigmoid passes (SWAT) are explicit per-window matmuls. With small windows and a small head dim those products are
@@ -247,7 +253,8 @@ def _axis_rotary(t: PassTables, windows: int, shift: int = 0):
 
 
 def fast_axial_softmax(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gh: AxisGeometry, gw: AxisGeometry,
-                       tw: PassTables, th: PassTables, key=None, unrolled: bool = False) -> torch.Tensor:
+                       tw: PassTables, th: PassTables, key=None, unrolled: bool = False,
+                       flat_rotary: bool = False) -> torch.Tensor:
     """Same result as `axial_window_attention(kind="softmax")`, without copies or per-window batching.
 
     Each pass attends along the whole padded axis with the window structure folded into the additive mask (NEG
@@ -263,17 +270,27 @@ def fast_axial_softmax(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gh: Ax
     `unrolled=True`: q, k, v were neither rolled nor padded (the caller checks that nothing needs padding), and the
     shift moves into the tables instead (`_axis_table`): the same result in the map's own positions, without the
     roll and unroll copies of q, k, v and the output, forward and backward.
+
+    `flat_rotary=True`: q and k are not yet rotated by RMT's flat code; the passes rotate them as they attend
+    (`_whole_axis_passes`).
     """
-    return _whole_axis_passes(q, k, v, gh, gw, tw, th, lambda q, k, v, t, geo, axis, reps, shift: biased_attention(
-        q, k, v, _axis_bias(t, geo, axis, reps, key, shift), scale=1.0), unrolled)
+    return _whole_axis_passes(q, k, v, gh, gw, tw, th, lambda q, k, v, t, geo, axis, reps, shift, rotary=None:
+                              biased_attention(q, k, v, _axis_bias(t, geo, axis, reps, key, shift), 1.0, rotary),
+                              unrolled, flat_rotary)
 
 
 def _whole_axis_passes(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gh: AxisGeometry, gw: AxisGeometry,
-                       tw: PassTables, th: PassTables, attend, unrolled: bool = False) -> torch.Tensor:
+                       tw: PassTables, th: PassTables, attend, unrolled: bool = False,
+                       flat_rotary: bool = False) -> torch.Tensor:
     """The width then height pass along whole padded axes, on strided views of the token layout (see
-    `fast_axial_softmax`); `attend(q, k, v, tables, geo, axis, reps, shift)` runs one pass and returns q's layout."""
-    if unrolled and (gh.pad or gw.pad):
-        raise ValueError("unrolled whole-axis passes need maps that no window pads")
+    `fast_axial_softmax`); `attend(q, k, v, tables, geo, axis, reps, shift[, rotary])` runs one pass and returns q's
+    layout. `flat_rotary`: q and k are not yet rotated by the flat code (row * W + col), and each pass has the kernel
+    rotate them (`FOLD_ROTARY`, `rotary.FoldedRotary`: steps of 1 along a row, W along a column); the map must be
+    unpadded and unrolled, so positions are the map's own."""
+    if (unrolled or flat_rotary) and (gh.pad or gw.pad):
+        raise ValueError("unrolled or flat-rotary whole-axis passes need maps that no window pads")
+    if flat_rotary and not unrolled and (gh.shift or gw.shift):
+        raise ValueError("flat-rotary whole-axis passes need unrolled maps")
     sh, sw = (gh.shift, gw.shift) if unrolled else (0, 0)
     b, hp, wp, heads, d = q.shape
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
@@ -282,14 +299,17 @@ def _whole_axis_passes(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gh: Ax
     if tw.rotary is not None:
         sin, cos = _axis_rotary(tw, gw.num_windows, sw)
         qw, kw_ = apply_rotary(qw, sin, cos), apply_rotary(kw_, sin, cos)
-    yw = attend(qw, kw_, vw, tw, gw, "w", 1, sw)
+    rot = {"rotary": folded_rotary(hp * wp, d, q.dtype, q.device)} if flat_rotary else {}
+    yw = attend(qw, kw_, vw, tw, gw, "w", 1, sw, **rot)
     yw = yw.transpose(1, 2).reshape(b, hp, wp * heads, d)  # a view when the kernel returns token order
     # height pass, V = the width pass output
     qh, kh = (t.view(b, hp, wp * heads, d).transpose(1, 2) for t in (q, k))
     if th.rotary is not None:
         sin, cos = _axis_rotary(th, gh.num_windows, sh)
         qh, kh = apply_rotary(qh, sin, cos), apply_rotary(kh, sin, cos)
-    yh = attend(qh, kh, yw.transpose(1, 2), th, gh, "h", wp, sh)
+    if flat_rotary:
+        rot = {"rotary": folded_rotary(hp * wp, d, q.dtype, q.device, step=wp)}  # rows are W positions apart
+    yh = attend(qh, kh, yw.transpose(1, 2), th, gh, "h", wp, sh, **rot)
     return yh.transpose(1, 2).reshape(b, hp, wp, heads * d)
 
 
@@ -401,10 +421,6 @@ class AxialMixer(nn.Module):
         q = self.scaled_q(x).view(b, h, w, heads, d)
         k = self.k(x).view(b, h, w, heads, d)
         v = v_map = self.value(x)
-        if self.rotary == "flat":  # RMT: one code indexed by the flattened position row * W + col
-            sin, cos = rotary_tables(h * w, d, q.dtype, q.device)
-            sin, cos = sin.view(h, w, 1, d), cos.view(h, w, 1, d)
-            q, k = apply_rotary(q, sin, cos), apply_rotary(k, sin, cos)
         gh, gw = self.geometry(h, w)
         tw = self.pass_tables(gw, "w", q.dtype, q.device)
         th = self.pass_tables(gh, "h", q.dtype, q.device)
@@ -413,6 +429,12 @@ class AxialMixer(nn.Module):
         on_kernel = FAST_PATH and self.kind == "sigmoid" and self.use_sdpa and self.sigmoid_on_kernel(gh, gw, q, tw, th,
                                                                                                     norm)
         unrolled = UNROLL_SHIFTED and (softmax_fast or on_kernel) and not (gh.pad or gw.pad)  # see UNROLL_SHIFTED
+        fold = (FOLD_ROTARY and self.rotary == "flat" and softmax_fast and unrolled and not needs_grad(q, k)
+                and _axes_on_kernel(gh, gw, q))  # see FOLD_ROTARY
+        if self.rotary == "flat" and not fold:  # RMT: one code indexed by the flattened position row * W + col
+            sin, cos = rotary_tables(h * w, d, q.dtype, q.device)
+            sin, cos = sin.view(h, w, 1, d), cos.view(h, w, 1, d)
+            q, k = apply_rotary(q, sin, cos), apply_rotary(k, sin, cos)
         v = v.view(b, h, w, heads, d)
         if not unrolled:
             q, k, v = roll_and_pad(q, gh, gw), roll_and_pad(k, gh, gw), roll_and_pad(v, gh, gw)
@@ -421,7 +443,7 @@ class AxialMixer(nn.Module):
             return y if unrolled else crop_and_unroll(y, gh, gw)
 
         if softmax_fast:
-            y = self.post(to_map(fast_axial_softmax(q, k, v, gh, gw, tw, th, self.fast_bias_key(), unrolled)), x)
+            y = self.post(to_map(fast_axial_softmax(q, k, v, gh, gw, tw, th, self.fast_bias_key(), unrolled, fold)), x)
         else:
             lh, lw = gh, gw  # the layouts' geometry: the windows, or merged windows on the fast sigmoid path
             if not on_kernel and FAST_PATH and self.kind == "sigmoid" and self.head_dim <= SIGMOID_GROUP_MAX_HEAD_DIM:
