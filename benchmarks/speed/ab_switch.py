@@ -38,6 +38,11 @@ def _autograd_gate(self, y, x):
     return gates.gate_product(y, torch.sigmoid(self.proj(x)), self.num_heads if self.mode == "headwise" else 0)
 
 
+def _kernel_prefetch(on: bool) -> None:
+    _ORIG.setdefault("prefetch", short_attention.set_prefetch(0))  # the built-in distance, read once
+    short_attention.set_prefetch(_ORIG["prefetch"] if on else 0)
+
+
 def _sigmoid_groups(on: bool) -> None:
     short_attention.ENABLED = False
     axial.SIGMOID_GROUP_LENGTH = _ORIG["group"] if on else 0
@@ -77,6 +82,8 @@ SWITCHES = {  # each switch: (on, the _Runner) -> None
     "lean_gate": lambda on, runner: setattr(gates.OutputGate, "forward", _ORIG["gate"] if on else _autograd_gate),
     # inference: RMT's flat rotary applied by the short-attention kernel as it loads q and k vs rotated copies first
     "fold_rotary": lambda on, runner: setattr(axial, "FOLD_ROTARY", on),
+    # the short-attention kernel prefetching the q, k, v rows of the problem 4 ahead vs not
+    "kernel_prefetch": lambda on, runner: _kernel_prefetch(on),
 }
 
 TRAIN_ONLY = {"fused_optimizer"}  # no effect on inference (no optimizer there)

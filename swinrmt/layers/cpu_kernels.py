@@ -94,6 +94,7 @@ def load() -> ctypes.CDLL | None:
             p, i64, i32, f32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
             lib.short_attention_forward.argtypes = [p] * 7 + [i64] * 4 + [p] * 4 + [i64, f32, i32]
             lib.short_attention_backward.argtypes = [p] * 11 + [i64] * 4 + [p, p, f32, i32]
+            lib.short_attention_set_prefetch.argtypes, lib.short_attention_set_prefetch.restype = [i32], i32
             lib.dwconv_forward.argtypes = [p] * 4 + [i32, i32, p, p] + [i64] * 5 + [p, i32]
             lib.dwconv_weight_grad.argtypes = [p, p, i32, p] + [i64] * 5 + [p, i32]
             _lib = lib

@@ -65,6 +65,15 @@ def eligible(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tens
     return not torch.is_autocast_enabled("cpu") and cpu_kernels.plain_eager()
 
 
+def set_prefetch(ahead: int) -> int:
+    """How many problems ahead the kernel prefetches q, k, v rows (0: off; built with 4); returns the previous value.
+    For before/after measurements (benchmarks/speed/ab_switch.py kernel_prefetch)."""
+    lib = cpu_kernels.load()
+    if lib is None:
+        raise RuntimeError("the short-attention kernel is not built here")
+    return lib.short_attention_set_prefetch(int(ahead))
+
+
 def _strides(*tensors: torch.Tensor) -> ctypes.Array:
     """(n1, n2, row) element strides of each operand; 0 on a broadcast (size-1) dimension."""
     out = []

@@ -408,3 +408,23 @@ def test_rmt_mixers_fold_the_rotary_in_inference_only(mixer, monkeypatch):
     rotations.clear()
     m.train()(x.requires_grad_()).sum().backward()
     assert len(rotations) == 2
+
+
+def test_prefetch_distance_changes_no_result():
+    """Prefetching is a hint: any distance (0 = off) gives the same bits, forward and backward."""
+    leaves, views = token_views(2, 32, 2, 16, "w")
+    bias = torch.randn(1, 2, 32, 32, generator=torch.Generator().manual_seed(3))
+    gy = torch.randn(views[0].shape, generator=torch.Generator().manual_seed(1))
+    results = []
+    prev = sa.set_prefetch(0)
+    try:
+        for ahead in (0, 1, 4):
+            sa.set_prefetch(ahead)
+            out = sa.short_attention(*views, bias, 1.0)
+            results.append((out, *torch.autograd.grad(out, leaves, gy)))
+    finally:
+        sa.set_prefetch(prev)
+    assert prev == 4 and sa.set_prefetch(prev) == prev
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert torch.equal(a, b)

@@ -246,13 +246,13 @@ void backward_one(const float* q, int64_t qs, const float* k, int64_t ks, const 
     }
 }
 
-// How many problems ahead forward_all prefetches a problem's q, k, v rows (into L2), from 16 positions on. The
+// How many problems ahead the drivers prefetch a problem's q, k, v rows (into L2), from 16 positions on. The
 // projections' token layout gives each problem L rows of D floats at a large stride; where consecutive problems
 // move to new memory (the width pass: the next image row every `heads` problems), the hardware prefetcher does not
 // follow, and the kernel waited on DRAM: on rmt_tiny's cold full-batch calls it ran the stage-1 width pass at
 // 35-47 GFLOP/s against 65-84 on the same problems stored contiguously. Prefetching 2-4 problems ahead measured
 // 1.2-1.4x faster on the width passes and stage 2's height pass, about even elsewhere (benchmarks/speed/README.md).
-constexpr int PREFETCH_AHEAD = 4;
+int prefetch_ahead = 4;  // 0: off (short_attention_set_prefetch; benchmarks/speed/ab_switch.py kernel_prefetch)
 
 template <int D, int L>
 inline void prefetch_rows(const float* m, int64_t ms) {
@@ -266,12 +266,12 @@ void forward_all(const float* q, const float* k, const float* v, const float* bi
                  const float* rsin, int64_t rstep, float scale, int threads) {
     const Strides Q{st[0], st[1], st[2]}, K{st[3], st[4], st[5]}, V{st[6], st[7], st[8]}, B{st[9], st[10], st[11]},
         O{st[12], st[13], st[14]}, M{mst[0], mst[1], mst[2]};
-    const int64_t n = n1 * n2;
+    const int64_t n = n1 * n2, ahead = prefetch_ahead;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t t = 0; t < n; ++t) {
         const int64_t a = t / n2, b = t % n2;
-        if (L >= 16 && t + PREFETCH_AHEAD < n) {
-            const int64_t a1 = (t + PREFETCH_AHEAD) / n2, b1 = (t + PREFETCH_AHEAD) % n2;
+        if (L >= 16 && ahead && t + ahead < n) {
+            const int64_t a1 = (t + ahead) / n2, b1 = (t + ahead) % n2;
             prefetch_rows<D, L>(q + a1 * Q.a + b1 * Q.b, Q.row);
             prefetch_rows<D, L>(k + a1 * K.a + b1 * K.b, K.row);
             prefetch_rows<D, L>(v + a1 * V.a + b1 * V.b, V.row);
@@ -290,12 +290,12 @@ void backward_all(const float* q, const float* k, const float* v, const float* b
     const Strides Q{st[0], st[1], st[2]}, K{st[3], st[4], st[5]}, V{st[6], st[7], st[8]}, B{st[9], st[10], st[11]},
         O{st[12], st[13], st[14]}, G{st[15], st[16], st[17]}, DQ{st[18], st[19], st[20]}, DK{st[21], st[22], st[23]},
         DVs{st[24], st[25], st[26]}, M{mst[0], mst[1], mst[2]};
-    const int64_t n = n1 * n2;
+    const int64_t n = n1 * n2, ahead = prefetch_ahead;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t t = 0; t < n; ++t) {
         const int64_t a = t / n2, b = t % n2;
-        if (L >= 16 && t + PREFETCH_AHEAD < n) {
-            const int64_t a1 = (t + PREFETCH_AHEAD) / n2, b1 = (t + PREFETCH_AHEAD) % n2;
+        if (L >= 16 && ahead && t + ahead < n) {
+            const int64_t a1 = (t + ahead) / n2, b1 = (t + ahead) % n2;
             prefetch_rows<D, L>(q + a1 * Q.a + b1 * Q.b, Q.row);
             prefetch_rows<D, L>(k + a1 * K.a + b1 * K.b, K.row);
             prefetch_rows<D, L>(v + a1 * V.a + b1 * V.b, V.row);
@@ -337,6 +337,14 @@ int short_attention_forward(const float* q, const float* k, const float* v, cons
     }
     SHAPES(FWD)
     return 1;
+}
+
+// Sets how many problems ahead both drivers prefetch (0: no prefetch), for before/after measurements; returns the
+// previous setting.
+int short_attention_set_prefetch(int ahead) {
+    const int prev = prefetch_ahead;
+    prefetch_ahead = ahead < 0 ? 0 : ahead;
+    return prev;
 }
 
 // strides: 9 operands (q, k, v, bias, out, grad_out, grad_q, grad_k, grad_v) x 3; out and lse unused with mul.
