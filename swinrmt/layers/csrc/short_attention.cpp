@@ -43,9 +43,65 @@ inline vf vsigmoid(vf x) {
     return 1.0f / (1.0f + vexp(nx));
 }
 
+// In-lane and cross-lane shuffles of a 16 x 16 transpose (32-bit, then 64-bit interleaves within 128-bit lanes,
+// then lane moves): 64 shuffles instead of 256 scalar loads and stores.
+inline vf unpack_lo(vf a, vf b) {
+    return __builtin_shufflevector(a, b, 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29);
+}
+inline vf unpack_hi(vf a, vf b) {
+    return __builtin_shufflevector(a, b, 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31);
+}
+inline vf unpack_lo2(vf a, vf b) {
+    return __builtin_shufflevector(a, b, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+}
+inline vf unpack_hi2(vf a, vf b) {
+    return __builtin_shufflevector(a, b, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+}
+inline vf lanes_lo(vf a, vf b) {
+    return __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+}
+inline vf lanes_hi(vf a, vf b) {
+    return __builtin_shufflevector(a, b, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+}
+inline vf lanes_even(vf a, vf b) {
+    return __builtin_shufflevector(a, b, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+}
+inline vf lanes_odd(vf a, vf b) {
+    return __builtin_shufflevector(a, b, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+}
+
+// out[c][j] = m[j * ms + c] for a 16 x 16 block.
+inline void transpose16(const float* m, int64_t ms, float* out, int64_t os) {
+    vf t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        const vf a = loadu(m + i * ms), b = loadu(m + (i + 1) * ms);
+        t[i] = unpack_lo(a, b);
+        t[i + 1] = unpack_hi(a, b);
+    }
+    for (int g = 0; g < 16; g += 4) {  // u[g + k], lane l: column 4 l + k of rows g .. g + 3
+        u[g] = unpack_lo2(t[g], t[g + 2]);
+        u[g + 1] = unpack_hi2(t[g], t[g + 2]);
+        u[g + 2] = unpack_lo2(t[g + 1], t[g + 3]);
+        u[g + 3] = unpack_hi2(t[g + 1], t[g + 3]);
+    }
+    for (int k = 0; k < 4; ++k) {
+        const vf alo = lanes_lo(u[k], u[4 + k]), ahi = lanes_hi(u[k], u[4 + k]);
+        const vf blo = lanes_lo(u[8 + k], u[12 + k]), bhi = lanes_hi(u[8 + k], u[12 + k]);
+        storeu(out + k * os, lanes_even(alo, blo));
+        storeu(out + (4 + k) * os, lanes_odd(alo, blo));
+        storeu(out + (8 + k) * os, lanes_even(ahi, bhi));
+        storeu(out + (12 + k) * os, lanes_odd(ahi, bhi));
+    }
+}
+
 // M^T of the L x D rows at stride ms, zero-padded to LP columns: the B operand of S = Q K^T (and of dO V^T).
 template <int D, int L, int LP>
 inline void transpose_rows(const float* m, int64_t ms, float (*mt)[LP]) {
+    if constexpr (L % 16 == 0) {
+        for (int j = 0; j < L; j += 16)
+            for (int c = 0; c < D; c += 16) transpose16(m + j * ms + c, ms, &mt[c][j], LP);
+        return;
+    }
     for (int j = 0; j < L; ++j)
         for (int c = 0; c < D; ++c) mt[c][j] = m[j * ms + c];
     for (int c = 0; c < D; ++c)
@@ -79,7 +135,7 @@ void forward_one(const float* q, int64_t qs, const float* k, int64_t ks, const f
     constexpr int QB = std::min(LV == 1 ? 8 : 4, L), PB = std::min(DV == 1 ? 8 : (DV == 2 ? 4 : 2), L);
     alignas(64) float kt[D][LP];
     alignas(64) float p[L][LP];
-    float inv[L];
+    alignas(64) float inv[L];
     if (rc) {  // rotary: rotated copies of q and k rows in L1
         alignas(64) float rk[L][D];
         rotate_rows<D, L>(k, ks, rc, rsn, rs, rk);
@@ -101,18 +157,23 @@ void forward_one(const float* q, int64_t qs, const float* k, int64_t ks, const f
             vf kc[LV];
             for (int jv = 0; jv < LV; ++jv) kc[jv] = *(const vf*)&kt[c][jv * W];
             for (int ii = 0; ii < QB; ++ii) {
-                const float qv = q[(i0 + ii) * qs + c] * scale;
+                const float qv = q[(i0 + ii) * qs + c];
                 for (int jv = 0; jv < LV; ++jv) s[ii][jv] += qv * kc[jv];
             }
         }
         for (int ii = 0; ii < QB; ++ii) {
             const int i = i0 + ii;
+            for (int jv = 0; jv < LV; ++jv) s[ii][jv] *= scale;  // once per score, not per q element
             if constexpr (SIG) {
                 for (int jv = 0; jv < LV; ++jv) {
                     const vf x = s[ii][jv] + mul_vec<L, LV>(bias + i * bs, jv);  // bias row, 0-padded
                     *(vf*)&p[i][jv * W] = vsigmoid(x) * mul_vec<L, LV>(mul + i * ms, jv);
                 }
                 inv[i] = 1.0f;
+                continue;
+            }
+            if constexpr (L % 16 == 0) {  // scores now, the softmax below on 16-row groups
+                for (int jv = 0; jv < LV; ++jv) *(vf*)&p[i][jv * W] = s[ii][jv] + loadu(bias + i * bs + jv * W);
                 continue;
             }
             vf m = splat(-INFINITY);
@@ -132,6 +193,26 @@ void forward_one(const float* q, int64_t qs, const float* k, int64_t ks, const f
             if (lse) lse[i] = mx + std::log(total);
         }
     }
+    // Softmax of 16 rows at a time, transposed: pt[j] holds score j of the 16 rows, so the row max and sum are
+    // elementwise over j (no horizontal reductions); P stays transposed for the product with V.
+    constexpr bool GROUPED = !SIG && L % 16 == 0;
+    alignas(64) float pt[GROUPED ? L / 16 : 1][GROUPED ? L : 1][16];
+    if constexpr (GROUPED) {
+        for (int g = 0; g < L / 16; ++g) {
+            for (int j = 0; j < L; j += 16) transpose16(&p[g * 16][j], LP, &pt[g][j][0], 16);
+            vf m = *(const vf*)&pt[g][0][0];
+            for (int j = 1; j < L; ++j) m = vmax(m, *(const vf*)&pt[g][j][0]);
+            vf sum = vf{};
+            for (int j = 0; j < L; ++j) {
+                const vf e = vexp(*(const vf*)&pt[g][j][0] - m);
+                *(vf*)&pt[g][j][0] = e;
+                sum += e;
+            }
+            *(vf*)&inv[g * 16] = 1.0f / sum;
+            if (lse)
+                for (int t = 0; t < 16; ++t) lse[g * 16 + t] = m[t] + std::log(sum[t]);
+        }
+    }
     for (int i0 = 0; i0 < L; i0 += PB) {
         vf acc[PB][DV];
         for (int ii = 0; ii < PB; ++ii)
@@ -140,7 +221,7 @@ void forward_one(const float* q, int64_t qs, const float* k, int64_t ks, const f
             vf vr[DV];
             for (int c = 0; c < DV; ++c) vr[c] = loadu(v + j * vs + c * W);
             for (int ii = 0; ii < PB; ++ii) {
-                const float pj = p[i0 + ii][j];
+                const float pj = GROUPED ? pt[(i0 + ii) / 16][j][(i0 + ii) % 16] : p[i0 + ii][j];
                 for (int c = 0; c < DV; ++c) acc[ii][c] += pj * vr[c];
             }
         }
@@ -177,7 +258,7 @@ void backward_one(const float* q, int64_t qs, const float* k, int64_t ks, const 
                 vc[jv] = *(const vf*)&vt[c][jv * W];
             }
             for (int ii = 0; ii < QB; ++ii) {
-                const float qv = q[(i0 + ii) * qs + c] * scale, gv = go[(i0 + ii) * gos + c];
+                const float qv = q[(i0 + ii) * qs + c], gv = go[(i0 + ii) * gos + c];
                 for (int jv = 0; jv < LV; ++jv) {
                     s[ii][jv] += qv * kc[jv];
                     g[ii][jv] += gv * vc[jv];
@@ -186,6 +267,7 @@ void backward_one(const float* q, int64_t qs, const float* k, int64_t ks, const 
         }
         for (int ii = 0; ii < QB; ++ii) {
             const int i = i0 + ii;
+            for (int jv = 0; jv < LV; ++jv) s[ii][jv] *= scale;
             if constexpr (SIG) {
                 for (int jv = 0; jv < LV; ++jv) {
                     const vf sg = vsigmoid(s[ii][jv] + mul_vec<L, LV>(bias + i * bs, jv));
