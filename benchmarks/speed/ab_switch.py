@@ -30,7 +30,7 @@ def _mm_backward(ctx, grad):
 
 _ORIG = {"complex_ok": rotary._complex_ok, "linear_backward": linear.OneDNNLinear.backward,
          "scaled_q": axial.AxialMixer.scaled_q, "windowed": axial.WINDOWED_IF_WINDOWS,
-         "group": axial.SIGMOID_GROUP_LENGTH, "gate": gates.OutputGate.forward}
+         "group": axial.SIGMOID_GROUP_LENGTH, "gate": gates.OutputGate.forward, "fold_bn": conv.fold_bn_inference}
 
 
 def _autograd_gate(self, y, x):
@@ -84,6 +84,9 @@ SWITCHES = {  # each switch: (on, the _Runner) -> None
     "fold_rotary": lambda on, runner: setattr(axial, "FOLD_ROTARY", on),
     # the short-attention kernel prefetching the q, k, v rows of the problem 4 ahead vs not
     "kernel_prefetch": lambda on, runner: _kernel_prefetch(on),
+    # inference: the stem's and downsampling convs with BN folded in and GELU fused (oneDNN) vs conv, BN, GELU
+    "fold_bn": lambda on, runner: setattr(conv, "fold_bn_inference", _ORIG["fold_bn"] if on else
+                                          (lambda *a: False)),
 }
 
 TRAIN_ONLY = {"fused_optimizer"}  # no effect on inference (no optimizer there)

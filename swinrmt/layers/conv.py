@@ -110,6 +110,27 @@ class DWConv(nn.Module):
         return y if residual is None else residual + y
 
 
+def fold_bn_inference(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> bool:
+    """Whether conv -> BN (-> GELU) on x may run as one oneDNN conv with the BN folded into its weights: float32 CPU
+    inference (BN on its running statistics), plain eager, fusion on (`eager.FUSE_INFERENCE`)."""
+    return (eager.FUSE_INFERENCE and HAVE_FUSED_CONV and not bn.training and bn.running_mean is not None
+            and bn.affine and not needs_grad(x, conv.weight, conv.bias, bn.weight, bn.bias)
+            and plain_eager_fp32_cpu(x, conv.weight) and x.dim() == 4 and conv.padding_mode == "zeros"
+            and isinstance(conv.padding, tuple))
+
+
+def conv_bn(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d, gelu: bool = False) -> torch.Tensor:
+    """BN(conv(x)) (then exact GELU) as one oneDNN conv: in eval BN is a fixed per-channel affine map, so it folds into
+    the conv's weight and bias (w * s, (b - mean) * s + beta, s = gamma / sqrt(var + eps)), and GELU runs as the conv's
+    post-op. Skips two passes over each stem and downsampling output; the caller checks `fold_bn_inference`."""
+    s = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    w = conv.weight * s.view(-1, 1, 1, 1)
+    b = (conv.bias - bn.running_mean if conv.bias is not None else -bn.running_mean) * s + bn.bias
+    return torch.ops.mkldnn._convolution_pointwise(x, w, b, list(conv.padding), list(conv.stride),
+                                                   list(conv.dilation), conv.groups, "gelu" if gelu else "none", [],
+                                                   "none" if gelu else "")
+
+
 class ConvStem(nn.Module):
     """RMT's stem: four 3x3 conv-BN(-GELU) layers; stride 4 (two stride-2 convs), or 2 for small inputs."""
 
@@ -130,7 +151,13 @@ class ConvStem(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # channels-last in: oneDNN convolves NHWC without reorders (~25 % faster stem on CPU), and the output
         # permute to the (B, H, W, C) token layout becomes a free view
-        return self.proj(x.contiguous(memory_format=torch.channels_last)).permute(0, 2, 3, 1)
+        x = x.contiguous(memory_format=torch.channels_last)
+        layers = list(self.proj)
+        if not fold_bn_inference(x, layers[0], layers[1]):
+            return self.proj(x).permute(0, 2, 3, 1)
+        for i in range(0, len(layers), 3):  # (conv, BN, GELU) x 3, then (conv, BN)
+            x = conv_bn(x, layers[i], layers[i + 1], gelu=i + 2 < len(layers))
+        return x.permute(0, 2, 3, 1)
 
 
 class ConvDownsample(nn.Module):
@@ -142,4 +169,7 @@ class ConvDownsample(nn.Module):
         self.norm = nn.BatchNorm2d(out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.reduction(x.permute(0, 3, 1, 2))).permute(0, 2, 3, 1)
+        x = x.permute(0, 3, 1, 2)
+        if fold_bn_inference(x, self.reduction, self.norm):
+            return conv_bn(x, self.reduction, self.norm).permute(0, 2, 3, 1)
+        return self.norm(self.reduction(x)).permute(0, 2, 3, 1)

@@ -151,3 +151,42 @@ def test_fused_inference_matches_the_plain_ops_on_whole_models(monkeypatch):
             plain = m(x)
             monkeypatch.setattr(eager, "FUSE_INFERENCE", True)
         torch.testing.assert_close(fused, plain, atol=1e-5, rtol=1e-4)
+
+
+def _randomise_bn(module: torch.nn.Module) -> None:
+    """BN statistics and affine parameters away from the identity, so a wrong fold shows."""
+    g = torch.Generator().manual_seed(0)
+    for bn in module.modules():
+        if isinstance(bn, torch.nn.BatchNorm2d):
+            c = bn.num_features
+            bn.running_mean.copy_(torch.rand(c, generator=g) * 2 - 1)
+            bn.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+            bn.weight.data.copy_(torch.rand(c, generator=g) + 0.5)
+            bn.bias.data.copy_(torch.rand(c, generator=g) - 0.5)
+
+
+@pytest.mark.parametrize("which", ["stem2", "stem4", "downsample"])
+def test_bn_folds_into_the_conv_in_inference_only(which, monkeypatch):
+    """Eval inference runs each conv -> BN (-> GELU) as one oneDNN conv with BN folded in; same values as the plain
+    layers. Training (BN on batch statistics) and eval with autograd keep the plain layers."""
+    torch.manual_seed(0)
+    if which == "downsample":
+        m, x = conv.ConvDownsample(32, 64), torch.randn(2, 8, 8, 32)
+    else:
+        m, x = conv.ConvStem(3, 32, stride=int(which[-1])), torch.randn(2, 3, 16, 16)
+    _randomise_bn(m)
+    m.eval()
+    folds = []
+    real = conv.conv_bn
+    monkeypatch.setattr(conv, "conv_bn", lambda *a, **k: folds.append(k.get("gelu", False)) or real(*a, **k))
+    with torch.no_grad():
+        fused = m(x)
+        assert folds == ([False] if which == "downsample" else [True, True, True, False])
+        monkeypatch.setattr(conv.eager, "FUSE_INFERENCE", False)
+        plain = m(x)
+    torch.testing.assert_close(fused, plain, atol=1e-5, rtol=1e-5)
+    monkeypatch.setattr(conv.eager, "FUSE_INFERENCE", True)
+    folds.clear()
+    m(x.requires_grad_()).sum().backward()  # eval with autograd: the plain layers, differentiable
+    m.train()(x).sum().backward()  # training: batch statistics, never folded
+    assert folds == []
