@@ -113,13 +113,19 @@ python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer 
   --steps 6 --warmup 2 --no-memory --out benchmarks/speed/cpu_tiny_64px_b64_reference_path_session9.json
 uptime
 
-# 14. (tenth session, 2026-11-25) the short-attention kernel's prefetch and the folded flat rotary on/off, then
-#     section 1 and an fp32 rerun at this code. Console output: run_cpu_session10.log.
+# 14. (tenth session, 2026-11-25) the short-attention kernel's prefetch, the folded flat rotary and the folded stem /
+#     downsampling BN on/off, then sections 1-3 and an fp32 rerun at this code. Console output:
+#     run_cpu_session10.log.
 uptime
 for m in $M; do python benchmarks/speed/ab_switch.py kernel_prefetch --model $m --steps 8; done
 python benchmarks/speed/ab_switch.py fold_rotary --model rmt_tiny --mode infer --steps 8
+python benchmarks/speed/ab_switch.py fold_bn --model rmt_tiny --mode infer --steps 8
 python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 bf16 \
   --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_session10.json
 python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 \
   --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_rerun_session10.json
+python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 --stem-stride 4 \
+  --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_stem4_session10.json
+python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 --reference-path \
+  --steps 6 --warmup 2 --no-memory --out benchmarks/speed/cpu_tiny_64px_b64_reference_path_session10.json
 uptime
