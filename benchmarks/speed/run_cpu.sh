@@ -7,6 +7,18 @@
 # The *_session1/3/4/5/6.json files are sections 1-3 (and 11) as the first / third to sixth sessions ran them.
 set -e
 M="rmt_tiny gated_swinrmt_retention_tiny gated_swinrmt_swat_tiny"
+# Sections 1-3 and an fp32 rerun of section 1 at one commit, into files named by the session (sections 13 and 14)
+session_tables() {
+  local b="benchmarks/speed/cpu_tiny_64px_b64"
+  python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 bf16 \
+    --steps 8 --warmup 2 --out ${b}_$1.json
+  python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 \
+    --steps 8 --warmup 2 --out ${b}_rerun_$1.json
+  python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 --stem-stride 4 \
+    --steps 8 --warmup 2 --out ${b}_stem4_$1.json
+  python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 --reference-path \
+    --steps 6 --warmup 2 --no-memory --out ${b}_reference_path_$1.json
+}
 uptime
 # 1. the target table: tiny models, batch 64 at 64 px, train + infer, fp32 + bf16 autocast, with training memory
 python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 bf16 \
@@ -103,14 +115,7 @@ for m in gated_swinrmt_retention_tiny gated_swinrmt_swat_tiny; do
   python benchmarks/speed/ab_switch.py unroll_shifted --model $m --steps 8
 done
 python benchmarks/speed/ab_switch.py lean_gate --model gated_swinrmt_retention_tiny --mode train --steps 8
-python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 bf16 \
-  --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_session9.json
-python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 \
-  --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_rerun_session9.json
-python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 --stem-stride 4 \
-  --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_stem4_session9.json
-python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 --reference-path \
-  --steps 6 --warmup 2 --no-memory --out benchmarks/speed/cpu_tiny_64px_b64_reference_path_session9.json
+session_tables session9
 uptime
 
 # 14. (tenth session, 2026-11-25) the short-attention kernel's prefetch, the folded flat rotary and the folded stem /
@@ -120,12 +125,5 @@ uptime
 for m in $M; do python benchmarks/speed/ab_switch.py kernel_prefetch --model $m --steps 8; done
 python benchmarks/speed/ab_switch.py fold_rotary --model rmt_tiny --mode infer --steps 8
 python benchmarks/speed/ab_switch.py fold_bn --model rmt_tiny --mode infer --steps 8
-python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 bf16 \
-  --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_session10.json
-python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 \
-  --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_rerun_session10.json
-python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 --stem-stride 4 \
-  --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_stem4_session10.json
-python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 --reference-path \
-  --steps 6 --warmup 2 --no-memory --out benchmarks/speed/cpu_tiny_64px_b64_reference_path_session10.json
+session_tables session10
 uptime
