@@ -13,13 +13,19 @@ What is measured, and how (so that figures from different commits and machines c
   every timed round; the peak is the best of these samples (another process on the machine can only lower a sample).
   On CPU each sample is the faster of aten's mm (MKL) and oneDNN, the GEMM the models' projections run on
   (`swinrmt.layers.linear`); `peak_flops_by_kernel` in the JSON keeps both rates of the first sample.
-- Peak memory. CUDA: `torch.cuda.max_memory_allocated()` over the timed steps. CPU: torch's CPU allocator keeps no
+- Peak memory. CUDA: each model's warm-up steps run alone, one model after another, and `peak_mem_mb` is
+  `torch.cuda.max_memory_allocated()` over them minus what was allocated before its first step (so, as on CPU, the
+  memory the step itself needs: activations, gradients, optimizer state, workspace; not the weights). CPU: torch's CPU allocator keeps no
   statistics and tracemalloc does not see it, so each model runs again in a *fresh child process*, which records its
   resident set size after building the model, optimizer and batch, then runs `--mem-steps` steps and reads the
   kernel's high-water mark of its resident set (VmHWM in /proc/self/status on Linux; ru_maxrss elsewhere). `peak_mem_mb` is that high-water mark
   minus the RSS before the first step: the memory the step itself needs (activations, gradients, optimizer state,
   workspace), excluding the weights and the Python/torch runtime; `rss_peak_mb` is the absolute high-water mark.
 - Precision: `fp32`, or `bf16` / `fp16` autocast (weights stay float32, as in mixed-precision training).
+- `--compile`: `torch.compile` (Inductor, default mode) of each model; `first_step_s` (every run) is the wall time of
+  the first warm-up step, which holds the compilation, and in inference `compiled_rel_error` is
+  ||compiled(x) - eager(x)|| / ||eager(x)|| on the benchmark batch, so a compiled figure comes with proof that the
+  compiled model computes what the eager one does.
 
 Results go to stdout as a table and to `--out` as JSON (`SCHEMA_KEYS` lists the keys of each result row).
 """
@@ -50,7 +56,7 @@ DEFAULT_MODELS = ("rmt_tiny", "gated_swinrmt_retention_tiny", "gated_swinrmt_swa
 SCHEMA_KEYS = ("model", "mode", "precision", "device", "img_size", "batch", "params", "stem_stride", "window",
                "images_per_s", "step_ms", "step_ms_p10", "step_ms_p90", "step_ms_all", "flops_per_image",
                "flops_per_step", "achieved_flops", "peak_flops", "mfu", "peak_mem_mb", "rss_peak_mb",
-               "step_time_ratio", "peak_mem_ratio", "baseline")
+               "step_time_ratio", "peak_mem_ratio", "baseline", "first_step_s", "compiled_rel_error")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -90,7 +96,10 @@ def _peak_kernels(a: torch.Tensor, b: torch.Tensor) -> dict[str, Any]:
     from .layers.linear import HAVE_ONEDNN_LINEAR
 
     kernels: dict[str, Any] = {"aten.mm": lambda: a @ b}
-    if a.device.type == "cpu" and a.dtype in (torch.float32, torch.bfloat16) and HAVE_ONEDNN_LINEAR:
+    # oneDNN's bfloat16 linear has no fast path on CPUs without AVX-512 (it ran for minutes on an AVX2 EPYC), and
+    # the models' bfloat16 projections never reach it (under autocast F.linear takes them)
+    onednn_dtypes = (torch.float32, torch.bfloat16) if torch.ops.mkldnn._is_mkldnn_bf16_supported() else (torch.float32,)
+    if a.device.type == "cpu" and a.dtype in onednn_dtypes and HAVE_ONEDNN_LINEAR:
         bt = b.t().contiguous()
         kernels["onednn"] = lambda: torch.ops.mkldnn._linear_pointwise(a, bt, None, "none", [], "")
     return kernels
@@ -155,6 +164,13 @@ class _Runner:
         dtype = PRECISIONS[self.precision]
         return nullcontext() if dtype == torch.float32 else torch.autocast(self.device.type, dtype=dtype)
 
+    def compiled_rel_error(self) -> float:
+        """||compiled(x) - eager(x)|| / ||eager(x)|| in this runner's precision: a compiled model is timed only
+        beside proof that it computes what the eager one does (eval mode: no dropout to tell them apart)."""
+        with torch.inference_mode(), self._ctx():
+            got, want = self.fn(self.x).float(), self.model(self.x).float()
+        return float((got - want).norm() / want.norm().clamp_min(1e-30))
+
     def step(self) -> float:
         """Run one step; return its wall time in seconds (synchronised on CUDA)."""
         _sync(self.device)
@@ -170,6 +186,15 @@ class _Runner:
                 self.fn(self.x)
         _sync(self.device)
         return time.perf_counter() - t0
+
+
+def _cuda_allocated(device: torch.device) -> int:
+    """Bytes allocated on `device` now, after resetting its high-water mark (0 off CUDA)."""
+    if device.type != "cuda":
+        return 0
+    _sync(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    return torch.cuda.memory_allocated(device)
 
 
 def _rss_bytes() -> int:
@@ -285,7 +310,8 @@ def _run_bench(models, img_size, batch, modes, precisions, steps, warmup, dev, c
         "precisions": list(precisions), "steps": steps, "warmup": warmup, "compile": compile,
         "num_classes": num_classes, "model_kwargs": model_kwargs or {}, "baseline": baseline,
         "fast_path": not reference, "cpu_allocator": allocator_name(),
-        "memory_method": ("torch.cuda.max_memory_allocated" if dev.type == "cuda" else
+        "memory_method": ("torch.cuda.max_memory_allocated over the warm-up steps - allocated before"
+                          if dev.type == "cuda" else
                           "fresh child process: ru_maxrss after steps - RSS before the first step"),
         "argv": sys.argv[1:]}, "load_avg_start": _loadavg(), "peak_flops": {}, "results": []}
     from .registry import create_model
@@ -301,6 +327,9 @@ def _run_bench(models, img_size, batch, modes, precisions, steps, warmup, dev, c
                       "window": getattr(m, "window_size", None)}
         del m
     for precision in precisions:
+        if dev.type == "cpu" and precision == "bf16" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            log("note: this CPU has no native bfloat16 (AVX-512 BF16 / AMX): bf16 matmuls run emulated, tens of times "
+                "slower than fp32, and so does this run")
         peaks = report.setdefault("peak_flops_samples", {}).setdefault(precision, [])
         by_kernel = peak_flops_by_kernel(dev, precision)
         report.setdefault("peak_flops_by_kernel", {})[precision] = by_kernel
@@ -309,24 +338,27 @@ def _run_bench(models, img_size, batch, modes, precisions, steps, warmup, dev, c
         log(f"peak {precision} matmul: {peaks[-1] / 1e9:.1f} GFLOP/s ({rates}; {dev}, "
             f"{torch.get_num_threads()} threads)")
         for mode in modes:
+            if compile:  # compiled code is cached per code object: start each group clear of the last one's entries
+                torch._dynamo.reset()
             runners = [_Runner(n, mode, precision, img_size, batch, dev, num_classes, compile, model_kwargs)
                        for n in models]
-            for r in runners:
-                for _ in range(warmup):
-                    r.step()
-            if dev.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(dev)
-            times: dict[str, list[float]] = {r.name: [] for r in runners}
+            first_step: dict[str, float] = {}
             cuda_mem: dict[str, float] = {}
+            compile_err: dict[str, float] = {}
+            for r in runners:  # one model after another, so each one's memory is measured alone
+                before = _cuda_allocated(dev)
+                for _ in range(max(warmup, 1 if memory and dev.type == "cuda" else 0)):
+                    t = r.step()
+                    first_step.setdefault(r.name, t)
+                if dev.type == "cuda":
+                    cuda_mem[r.name] = (torch.cuda.max_memory_allocated(dev) - before) / 2 ** 20
+                if compile and mode == "infer":
+                    compile_err[r.name] = r.compiled_rel_error()
+            times: dict[str, list[float]] = {r.name: [] for r in runners}
             for _ in range(steps):  # interleaved rounds: load drift hits every model alike (the peak matmul too)
                 peaks.append(measure_peak_flops(dev, precision, repeats=3))
                 for r in runners:
-                    if dev.type == "cuda":
-                        torch.cuda.reset_peak_memory_stats(dev)
                     times[r.name].append(r.step())
-                    if dev.type == "cuda":
-                        cuda_mem[r.name] = max(cuda_mem.get(r.name, 0.0),
-                                               torch.cuda.max_memory_allocated(dev) / 2 ** 20)
             del runners
             # the machine's peak = the best matmul rate seen in this run (contention only ever lowers a sample)
             peak = max(peaks)
@@ -342,6 +374,7 @@ def _run_bench(models, img_size, batch, modes, precisions, steps, warmup, dev, c
                     "step_ms_all": [t * 1e3 for t in times[name]], "flops_per_image": flops[name],
                     "flops_per_step": fps, "achieved_flops": fps / med, "peak_flops": peak,
                     "mfu": mfu(fps, med, peak), "peak_mem_mb": None, "rss_peak_mb": None,
+                    "first_step_s": first_step.get(name), "compiled_rel_error": compile_err.get(name),
                 }
                 if memory and dev.type == "cuda":
                     row["peak_mem_mb"] = cuda_mem.get(name)

@@ -25,12 +25,18 @@ def mm_peak(rep: dict, precision: str) -> float | None:
     return rep.get("peak_flops_by_kernel", {}).get(precision, {}).get("aten.mm")
 
 
+def _num(v: float | None, fmt: str) -> str:
+    return "-" if v is None else format(v, fmt)
+
+
 def table(path: str) -> str:
     rep = json.load(open(path))
     cfg, mach = rep["config"], rep["machine"]
     by_kernel = rep.get("peak_flops_by_kernel", {})
     mm_col = bool(by_kernel)
-    out = [f"`{path}`: {mach['cpu']}, {mach['threads']} threads, torch {mach['torch']}, batch {cfg['batch']}, "
+    where = f"{mach['gpu']} (CUDA)" if "gpu" in mach else f"{mach['cpu']}, {mach['threads']} threads"
+    compiled = cfg.get("compile", False)
+    out = [f"`{path}`: {where}, torch {mach['torch']}, batch {cfg['batch']}, "
            f"{cfg['img_size']} px, fast path {cfg.get('fast_path', True)}, overrides {cfg['model_kwargs'] or '-'}, "
            f"compile {cfg.get('compile', False)}, CPU allocator {cfg.get('cpu_allocator', 'default')}; "
            f"load avg start {rep.get('load_avg_start')} end {rep.get('load_avg_end')}; peak matmul "
@@ -38,8 +44,10 @@ def table(path: str) -> str:
            + "".join(f"; first {p} sample by kernel: " + ", ".join(f"{k} {v / 1e9:.0f}" for k, v in r.items())
                      for p, r in by_kernel.items()), "",
            "| model | mode | prec | img/s | step ms (p10-p90) | GFLOP/img | GFLOP/s | MFU | MFU best step | "
-           + ("MFU vs mm | " if mm_col else "") + "step mem MB | x time | x mem |",
-           "|---|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if mm_col else "") + "---:|---:|---:|"]
+           + ("MFU vs mm | " if mm_col else "") + "step mem MB | x time | x mem |"
+           + (" first step s | compiled vs eager |" if compiled else ""),
+           "|---|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if mm_col else "") + "---:|---:|---:|"
+           + ("---:|---:|" if compiled else "")]
     for r in rep["results"]:
         mem = f"{r['peak_mem_mb']:.0f}" if r.get("peak_mem_mb") is not None else "-"
         xm = f"{r['peak_mem_ratio']:.2f}" if r.get("peak_mem_ratio") is not None else "-"
@@ -48,7 +56,9 @@ def table(path: str) -> str:
                    f"{r['flops_per_image'] / 1e9:.3f} | {r['achieved_flops'] / 1e9:.1f} | {100 * r['mfu']:.0f} % | "
                    f"{100 * best_step_mfu(r):.0f} % | "
                    + (f"{100 * r['achieved_flops'] / mm_peak(rep, r['precision']):.0f} % | " if mm_col else "")
-                   + f"{mem} | {r['step_time_ratio']:.2f} | {xm} |")
+                   + f"{mem} | {r['step_time_ratio']:.2f} | {xm} |"
+                   + (f" {_num(r.get('first_step_s'), '.0f')} | {_num(r.get('compiled_rel_error'), '.1e')} |"
+                      if compiled else ""))
     return "\n".join(out)
 
 

@@ -12,10 +12,10 @@ import torch
 from ._cache import cached
 
 
-def _angles(head_dim: int) -> torch.Tensor:
+def _angles(head_dim: int, device: torch.device | None = None) -> torch.Tensor:
     if head_dim % 2:
         raise ValueError(f"rotary codes need an even head dim, got {head_dim}")
-    ang = 1.0 / (10000 ** torch.linspace(0, 1, head_dim // 2, dtype=torch.float64))
+    ang = 1.0 / (10000 ** torch.linspace(0, 1, head_dim // 2, dtype=torch.float64, device=device))
     return ang.repeat_interleave(2)
 
 
@@ -23,8 +23,8 @@ def rotary_tables(positions: int, head_dim: int, dtype: torch.dtype, device: tor
     """(sin, cos), each (positions, head_dim), built once per key."""
 
     def build():
-        idx = torch.arange(positions, dtype=torch.float64)[:, None] * _angles(head_dim)[None]
-        return torch.sin(idx).to(device, dtype), torch.cos(idx).to(device, dtype)
+        idx = torch.arange(positions, dtype=torch.float64, device=device)[:, None] * _angles(head_dim, device)[None]
+        return torch.sin(idx).to(dtype), torch.cos(idx).to(dtype)
 
     return cached(("rotary", positions, head_dim, dtype, device), build)
 

@@ -48,29 +48,29 @@ def axis_geometry(length: int, window: int, shift: bool) -> AxisGeometry:
     return AxisGeometry(length, win, s)
 
 
-def axis_labels(geo: AxisGeometry) -> torch.Tensor:
+def axis_labels(geo: AxisGeometry, device: torch.device | None = None) -> torch.Tensor:
     """Region label of every (rolled, padded) position: 0 = original, 1 = wrapped by the roll, -1 = padding."""
-    lab = torch.zeros(geo.padded, dtype=torch.long)
+    lab = torch.zeros(geo.padded, dtype=torch.long, device=device)
     if geo.shift:
         lab[geo.length - geo.shift:geo.length] = 1
     lab[geo.length:] = PAD_LABEL
     return lab
 
 
-def axis_allowed(geo: AxisGeometry) -> torch.Tensor:
+def axis_allowed(geo: AxisGeometry, device: torch.device | None = None) -> torch.Tensor:
     """(num_windows, window, window) bool: query i may use key j (same region, key not padding)."""
-    lab = axis_labels(geo).view(geo.num_windows, geo.window)
+    lab = axis_labels(geo, device).view(geo.num_windows, geo.window)
     return (lab[:, :, None] == lab[:, None, :]) & (lab[:, None, :] != PAD_LABEL)
 
 
 def cached_axis_allowed(geo: AxisGeometry, device: torch.device) -> torch.Tensor:
-    return cached(("axis_allowed", geo, device), lambda: axis_allowed(geo).to(device))
+    return cached(("axis_allowed", geo, device), lambda: axis_allowed(geo, device))
 
 
-def window_allowed_2d(gh: AxisGeometry, gw: AxisGeometry) -> torch.Tensor:
+def window_allowed_2d(gh: AxisGeometry, gw: AxisGeometry, device: torch.device | None = None) -> torch.Tensor:
     """(nH*nW, Mh*Mw, Mh*Mw) bool for full 2-D windows (Swin): both axis labels must agree, key not padding."""
-    lh = axis_labels(gh).view(gh.num_windows, gh.window)
-    lw = axis_labels(gw).view(gw.num_windows, gw.window)
+    lh = axis_labels(gh, device).view(gh.num_windows, gh.window)
+    lw = axis_labels(gw, device).view(gw.num_windows, gw.window)
     # label pair of every token of every window: (nH, nW, Mh, Mw)
     rows = lh[:, None, :, None].expand(-1, gw.num_windows, -1, gw.window)
     cols = lw[None, :, None, :].expand(gh.num_windows, -1, gh.window, -1)

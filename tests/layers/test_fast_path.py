@@ -20,7 +20,7 @@ def _run(m, x, fast: bool):
         x = x.detach().clone().requires_grad_()
         m.zero_grad(set_to_none=True)
         y = m(x)
-        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        (y * torch.linspace(-1, 1, y.numel(), device=y.device).view_as(y)).sum().backward()
         grads = {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}
         return y.detach(), x.grad, grads
 

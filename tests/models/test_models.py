@@ -174,3 +174,35 @@ def test_training_after_a_first_forward_in_inference_mode(name):
         model.eval()(x)
     model.train()(x).sum().backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize("name", ["rmt_nano", "gated_swinrmt_retention_nano", "gated_swinrmt_swat_nano", "swin_nano",
+                                  "gated_swinrmt_swat_tiny"])
+def test_tables_are_built_on_the_models_device(name, train):
+    """Decay, ALiBi, mask and rotary tables are built where the model runs: under torch.compile they are built inside
+    its graph, and CPU work in a CUDA graph made Inductor compile C++ beside the GPU kernels (which failed for SWAT on
+    an H200). Checked on the meta device: any op that makes a CPU tensor during a forward is named."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from swinrmt.layers import _cache
+
+    class CpuOps(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            outs = out if isinstance(out, (tuple, list)) else (out,)
+            if any(isinstance(t, torch.Tensor) and t.device.type == "cpu" for t in outs):
+                self.ops.append(str(func))
+            return out
+
+    _cache.clear()
+    with torch.device("meta"):
+        model = swinrmt.create_model(name, num_classes=10, img_size=64, drop_path_rate=0.1).train(train)
+    with CpuOps() as mode:
+        model(torch.randn(2, 3, 72, 56, device="meta"))
+    _cache.clear()
+    assert not mode.ops, f"{name}: ops that built CPU tensors: {sorted(set(mode.ops))}"

@@ -403,7 +403,7 @@ class AxialMixer(nn.Module):
         """(heads,) log decay rate; differentiable only with learnable_decay."""
         if self.decay_logit is not None:
             return F.logsigmoid(self.decay_logit).to(dtype)
-        return torch.log(decay_rates(self.num_heads, self.decay_a, self.decay_b)).to(device, dtype)
+        return torch.log(decay_rates(self.num_heads, self.decay_a, self.decay_b, device)).to(dtype)
 
     def window_rotary(self, geo, dtype, device):
         if self.rotary != "window":
@@ -537,8 +537,8 @@ def softmax_decay_tables(mixer: AxialMixer, geo, axis: str, dtype, device) -> Pa
         return PassTables(cached(mask_key, build_mask) + decay.to(dtype), None, rot)
 
     def build():
-        lg = torch.log(decay_rates(mixer.num_heads, mixer.decay_a, mixer.decay_b))
-        decay = broadcast_pass_table(log_decay_1d(geo.window, lg).unsqueeze(1), axis).to(device, dtype)
+        lg = torch.log(decay_rates(mixer.num_heads, mixer.decay_a, mixer.decay_b, device))
+        decay = broadcast_pass_table(log_decay_1d(geo.window, lg).unsqueeze(1), axis).to(dtype)
         return cached(mask_key, build_mask) + decay
 
     key = ("softmax_tables", geo, axis, mixer.num_heads, mixer.decay_a, mixer.decay_b, dtype, device)

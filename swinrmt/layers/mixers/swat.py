@@ -46,34 +46,34 @@ class SwatMixer(AxialMixer):
     def pass_tables(self, geo, axis, dtype, device) -> PassTables:
         rot = self.window_rotary(geo, dtype, device)
         key = ("swat_add", geo, axis, self.num_heads, self.alibi, self.sigmoid_bias, dtype, device)
-        add = cached(key, lambda: self._additive(geo, axis).to(device, dtype))
+        add = cached(key, lambda: self._additive(geo, axis, device).to(dtype))
         if self.decay_logit is not None:
             gamma = torch.sigmoid(self.decay_logit).to(device)
             allowed = cached_axis_allowed(geo, device)
-            dist = distance_1d(geo.window).to(device, torch.float32)
+            dist = distance_1d(geo.window, device).float()
             mul = gamma[:, None, None, None] ** dist * allowed
             return PassTables(add, broadcast_pass_table(mul, axis).to(dtype), rot)
         key = ("swat_mul", geo, axis, self.num_heads, self.decay_a, self.decay_b, dtype, device)
-        return PassTables(add, cached(key, lambda: self._multiplier(geo, axis).to(device, dtype)), rot)
+        return PassTables(add, cached(key, lambda: self._multiplier(geo, axis, device).to(dtype)), rot)
 
-    def _additive(self, geo, axis) -> torch.Tensor:
+    def _additive(self, geo, axis, device: torch.device) -> torch.Tensor:
         """b + balanced ALiBi: (heads, nwin, M, M) in the pass's broadcast shape."""
         heads = self.num_heads
-        allowed = cached_axis_allowed(geo, torch.device("cpu"))
-        add = torch.zeros(heads, geo.num_windows, geo.window, geo.window, dtype=torch.float64)
+        allowed = cached_axis_allowed(geo, device)
+        add = torch.zeros(heads, geo.num_windows, geo.window, geo.window, dtype=torch.float64, device=device)
         if self.alibi != "none":
-            dist = distance_1d(geo.window) if self.alibi == "abs" else signed_distance_1d(geo.window)
-            add = add + balanced_alibi_slopes(heads)[:, None, None, None] * dist
+            dist = distance_1d(geo.window, device) if self.alibi == "abs" else signed_distance_1d(geo.window, device)
+            add = add + balanced_alibi_slopes(heads, device)[:, None, None, None] * dist
         if self.sigmoid_bias == "log_n":
             n = allowed.sum(-1, keepdim=True).clamp(min=1).double()
             add = add - torch.log(n)
         return broadcast_pass_table(add, axis)
 
-    def _multiplier(self, geo, axis) -> torch.Tensor:
+    def _multiplier(self, geo, axis, device: torch.device) -> torch.Tensor:
         """gamma_h^|delta| on allowed keys, 0 elsewhere: (heads, nwin, M, M) in the pass's broadcast shape."""
-        gamma = decay_rates(self.num_heads, self.decay_a, self.decay_b)
-        allowed = cached_axis_allowed(geo, torch.device("cpu"))
-        mul = gamma[:, None, None, None] ** distance_1d(geo.window) * allowed
+        gamma = decay_rates(self.num_heads, self.decay_a, self.decay_b, device)
+        allowed = cached_axis_allowed(geo, device)
+        mul = gamma[:, None, None, None] ** distance_1d(geo.window, device) * allowed
         return broadcast_pass_table(mul, axis)
 
     def post(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

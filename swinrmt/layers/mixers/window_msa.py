@@ -17,9 +17,9 @@ from ..windows import (axis_geometry, crop_and_unroll, roll_and_pad, window_allo
 from .axial import NEG
 
 
-def relative_position_index(mh: int, mw: int, m: int) -> torch.Tensor:
+def relative_position_index(mh: int, mw: int, m: int, device: torch.device | None = None) -> torch.Tensor:
     """(mh*mw, mh*mw) indices into a (2m-1)^2 table of relative offsets."""
-    ys, xs = torch.meshgrid(torch.arange(mh), torch.arange(mw), indexing="ij")
+    ys, xs = torch.meshgrid(torch.arange(mh, device=device), torch.arange(mw, device=device), indexing="ij")
     ys, xs = ys.reshape(-1), xs.reshape(-1)
     dy = ys[:, None] - ys[None, :] + m - 1
     dx = xs[:, None] - xs[None, :] + m - 1
@@ -48,10 +48,10 @@ class WindowMSA(nn.Module):
         qkv = self.qkv(win).view(b, -1, n, 3, self.num_heads, self.head_dim).permute(3, 0, 1, 4, 2, 5)
         q, k, v = qkv.unbind(0)  # (B, nWin, heads, N, d)
         idx = cached(("relpos_index", gh.window, gw.window, self.window_size, x.device),
-                     lambda: relative_position_index(gh.window, gw.window, self.window_size).to(x.device))
+                     lambda: relative_position_index(gh.window, gw.window, self.window_size, x.device))
         rel = self.relative_position_bias_table[idx.reshape(-1)].view(n, n, self.num_heads).permute(2, 0, 1)
         mask = cached(("swin_mask", gh, gw, x.dtype, x.device),
-                      lambda: torch.where(window_allowed_2d(gh, gw), 0.0, NEG).to(x.device, x.dtype)[:, None])
+                      lambda: torch.where(window_allowed_2d(gh, gw, x.device), 0.0, NEG).to(x.dtype)[:, None])
         y = biased_attention(q, k, v, rel.to(q.dtype) + mask)
         y = y.transpose(2, 3).reshape(b, -1, n, c)
         y = self.proj(y)
