@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # The CUDA table of benchmarks/speed/README.md: the CUDA correctness tests, then `swinrmt bench` on the tiny models at
-# 64 px in bf16 with torch.compile (batch 256 and, as in the CPU table, 64), and the same steps eager beside them.
+# 64 px in bf16 with torch.compile (batch 256; 64, the CPU table's batch, with WARM_BATCHES), and eager bf16 and fp32
+# steps at batch 256 and 64 beside them.
 # Run from the repository root on a GPU machine (the package needs no install: PYTHONPATH is set here):
 #   OUT=benchmarks/speed benchmarks/speed/run_cuda.sh
 # Writes $OUT/run_cuda.log, $OUT/pytest_cuda.log, $OUT/warm_runs.jsonl and $OUT/cuda_*.json. BUDGET_S (default 540)
 # bounds the whole run: a step that no longer fits is skipped and says so, most important first, so a run cut short
 # still leaves the compiled bf16 table. PYTEST_K selects tests (pytest -k), WARM_BATCHES the compiled batch sizes.
 #
-# Compilation is the slow part (Inductor on one model's train and infer graphs: a minute or more each). Phase 1 compiles
-# every (model, mode, batch) in parallel processes, which fills Inductor's on-disk caches; phase 2 then times the models
-# side by side in one process each, where compiling is a cache hit. Timings come from phase 2 only, run alone.
+# Compilation is the slow part: on the H200 machine (16 CPU cores, torch 2.11), with six compiles and the tests running
+# at once, a tiny model's inference graph took 68-98 s to compile and rmt_tiny's training graph 155 s; the gated
+# variants' training graphs took over 195 s (run_cuda_session11.log). Phase 1 compiles every (model, mode, batch) in
+# parallel processes, which fills Inductor's on-disk caches; phase 2 then times the models side by side in one process
+# per table, where compiling is a cache hit (7-13 s a graph). Timings come from phase 2 only, run alone. Whether the
+# default budget fits the compiled training table is not yet seen: the eleventh session's device time ran out first.
 set -uo pipefail
 OUT=${OUT:-benchmarks/speed}
 PY=${PYTHON:-python3}
 BUDGET_S=${BUDGET_S:-540}
-WARM_BATCHES=${WARM_BATCHES:-$BIG $SMALL}  # the compiled tables: 256 fills the GPU better, 64 is the CPU table's batch
+WARM_BATCHES=${WARM_BATCHES:-$BIG}  # compiled tables; add $SMALL (the CPU table's batch) where the budget allows
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 M=${MODELS:-rmt_tiny gated_swinrmt_retention_tiny gated_swinrmt_swat_tiny}
 DEVICE=${DEVICE:-cuda}  # DEVICE=cpu MODELS=rmt_nano BIG=4 SMALL=2 TORCH_COMPILE_DISABLE=1: a dry run on CPU
