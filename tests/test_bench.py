@@ -117,3 +117,25 @@ def test_memory_child_measures_a_step():
 def test_bench_rejects_unknown_model(capsys):
     assert main(["bench", "--models", "no_such_model", "--no-memory"]) == 2
     assert "unknown model" in capsys.readouterr().err
+
+
+def test_compiled_rows_carry_the_compile_check_and_first_step(monkeypatch):
+    """--compile: inference rows say how far the compiled output is from eager, every row how long the first step took
+    (the compilation). torch.compile is swapped for a wrapper that perturbs the output, so the check must see it."""
+
+    class Off(nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            y = self.m(x)
+            return y + 1e-3 * y.norm() / y.numel() ** 0.5  # a relative error of about 1e-3
+
+    monkeypatch.setattr(torch, "compile", Off)
+    rep = bench.run_bench(["rmt_nano"], img_size=32, batch=2, modes=("train", "infer"), steps=1, warmup=1,
+                          compile=True, memory=False, log=lambda *a: None)
+    rows = {r["mode"]: r for r in rep["results"]}
+    assert rows["train"]["compiled_rel_error"] is None
+    assert 5e-4 < rows["infer"]["compiled_rel_error"] < 2e-3
+    assert all(r["first_step_s"] > 0 for r in rows.values())

@@ -7,7 +7,8 @@ No PyTorch headers and no ninja, unlike `torch.utils.cpp_extension`: the kernels
 compiler is all they need. The library is cached under `$SWINRMT_CACHE_DIR` (default `~/.cache/swinrmt`)/kernels by a
 hash of the sources, compiler, flags and CPU, written to a temporary file and renamed (concurrent processes never load
 half a file). Without a compiler, or if the build fails, one warning names the reason and every caller runs PyTorch's
-ops instead. `SWINRMT_CPU_KERNELS=0` turns all of them off; each kernel module has its own `ENABLED` switch too.
+ops instead. `SWINRMT_CPU_KERNELS` = `auto` (default: on where the CPU has AVX-512, the vector width they are written
+for; `eager.cpu_has_avx512`), `1` (on) or `0` (off); each kernel module has its own `ENABLED` switch too.
 """
 from __future__ import annotations
 
@@ -24,7 +25,18 @@ from pathlib import Path
 import torch
 from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
-ENABLED = os.environ.get("SWINRMT_CPU_KERNELS", "1") != "0"
+from .eager import cpu_has_avx512
+
+
+def enabled_from_env(value: str | None, avx512: bool) -> bool:
+    """SWINRMT_CPU_KERNELS: "auto" (default: on where the CPU has AVX-512), "1" (on) or "0" (off)."""
+    value = (value or "auto").strip().lower()
+    if value not in ("auto", "1", "0"):
+        raise ValueError(f"SWINRMT_CPU_KERNELS={value!r} is not valid; accepted: auto, 1, 0")
+    return value == "1" or (value == "auto" and avx512)
+
+
+ENABLED = enabled_from_env(os.environ.get("SWINRMT_CPU_KERNELS"), cpu_has_avx512())
 CSRC = Path(__file__).with_name("csrc")
 SOURCES = (CSRC / "short_attention.cpp", CSRC / "depthwise_conv.cpp")
 HEADERS = (CSRC / "vec16.h",)

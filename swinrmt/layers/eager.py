@@ -14,6 +14,15 @@ import torch
 FUSE_INFERENCE = True
 
 
+def cpu_has_avx512() -> bool:
+    """Whether PyTorch runs this CPU on its AVX-512 kernels. swinrmt's own CPU kernels work on 16-float vectors (one
+    AVX-512 register) and its oneDNN projections were chosen on an AVX-512 EPYC; on an AVX2 EPYC the short-attention
+    kernel made rmt_tiny's steps 1.35-1.37x as long as PyTorch's kernel, the depthwise kernel 1.05-1.07x and oneDNN's
+    projections 1.07x in training (benchmarks/speed/README.md, eleventh session), so by default they run on AVX-512
+    only."""
+    return "AVX512" in torch.backends.cpu.get_cpu_capability()
+
+
 def needs_grad(*tensors: torch.Tensor | None) -> bool:
     """Whether autograd will record an op on these tensors (fused inference ops have no backward)."""
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)

@@ -151,6 +151,21 @@ def test_linear_is_a_drop_in_nn_linear():
 
 
 def test_environment_switch():
-    assert L.kernel_from_env(None) and L.kernel_from_env(" oneDNN ") and not L.kernel_from_env("aten")
+    assert L.kernel_from_env(" oneDNN ", avx512=False) and not L.kernel_from_env("aten", avx512=True)
+    # auto (the default): oneDNN on AVX-512 CPUs only
+    assert L.kernel_from_env(None, avx512=True) and not L.kernel_from_env(None, avx512=False)
+    assert L.kernel_from_env("auto", avx512=True) and not L.kernel_from_env("AUTO", avx512=False)
     with pytest.raises(ValueError, match="SWINRMT_CPU_LINEAR='mkl' is not valid"):
         L.kernel_from_env("mkl")
+
+
+def test_cpu_kernels_environment_switch():
+    """SWINRMT_CPU_KERNELS: auto (the default) builds and runs swinrmt's C++ kernels on AVX-512 CPUs only."""
+    from swinrmt.layers import eager
+    from swinrmt.layers.cpu_kernels import enabled_from_env
+
+    assert enabled_from_env(None, avx512=True) and not enabled_from_env(None, avx512=False)
+    assert enabled_from_env("1", avx512=False) and not enabled_from_env(" 0 ", avx512=True)
+    with pytest.raises(ValueError, match="SWINRMT_CPU_KERNELS='yes' is not valid"):
+        enabled_from_env("yes", avx512=True)
+    assert eager.cpu_has_avx512() == ("AVX512" in torch.backends.cpu.get_cpu_capability())
