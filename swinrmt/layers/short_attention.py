@@ -20,7 +20,8 @@ It is a fast path only: `biased_attention` (and SWAT's `fast_axial_sigmoid`) cal
 fits (float32 CPU tensors, lengths 4-64 in powers of two, head dim 16/32/64, constant tables, plain eager mode), and
 PyTorch's kernel (or the explicit sigmoid path) otherwise. It is built with swinrmt's other CPU kernels
 (`cpu_kernels`: compiled at first use, cached; without a compiler, one warning and PyTorch's kernel).
-`SWINRMT_CPU_KERNELS=0` turns the kernels off; `ENABLED` here, this one alone; so does `axial.reference_path()`.
+`SWINRMT_CPU_KERNELS` (default `auto`: AVX-512 CPUs only) switches the kernels; `ENABLED` here, this one alone; so
+does `axial.reference_path()`.
 """
 from __future__ import annotations
 
