@@ -127,3 +127,16 @@ python benchmarks/speed/ab_switch.py fold_rotary --model rmt_tiny --mode infer -
 python benchmarks/speed/ab_switch.py fold_bn --model rmt_tiny --mode infer --steps 8
 session_tables session10
 uptime
+
+# 15. (eleventh session, 2026-12-04, a different machine: an AVX2 EPYC, about 84 GFLOP/s fp32 peak, no native bf16)
+#     the target table in fp32 with the CPU kernels and oneDNN projections forced on (the defaults before this
+#     session), then at the new defaults (auto: on AVX-512 CPUs only, so off there). Console output: the eleventh
+#     session's section of README.md. Its per-switch ratios were measured ad hoc (batch 16, 3 interleaved rounds);
+#     `SWINRMT_CPU_KERNELS=1 python benchmarks/speed/ab_switch.py short_attention` (or depthwise_kernel, onednn_linear)
+#     measures the same switches at batch 64 on such a machine (without =1 the kernels are not built there).
+uptime
+SWINRMT_CPU_KERNELS=1 SWINRMT_CPU_LINEAR=onednn python -m swinrmt bench --models $M --img-size 64 --batch 64 \
+  --mode train infer --precision fp32 --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_session11.json
+python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 \
+  --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_auto_session11.json
+uptime
