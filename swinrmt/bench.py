@@ -89,6 +89,11 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _cpu_has_native_bf16() -> bool:
+    """Whether oneDNN has bfloat16 instructions here (AVX-512 BF16 / AMX); elsewhere bf16 matmuls are emulated."""
+    return torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 def _peak_kernels(a: torch.Tensor, b: torch.Tensor) -> dict[str, Any]:
     """The large-GEMM kernels the models' own layers can reach: aten's mm (MKL on CPU, cuBLAS on CUDA) and, for CPU
     float32/bfloat16, oneDNN's linear (`swinrmt.layers.linear` runs the projections on it; on AMD CPUs it beats MKL
@@ -98,7 +103,7 @@ def _peak_kernels(a: torch.Tensor, b: torch.Tensor) -> dict[str, Any]:
     kernels: dict[str, Any] = {"aten.mm": lambda: a @ b}
     # oneDNN's bfloat16 linear has no fast path on CPUs without AVX-512 (it ran for minutes on an AVX2 EPYC), and
     # the models' bfloat16 projections never reach it (under autocast F.linear takes them)
-    onednn_dtypes = (torch.float32, torch.bfloat16) if torch.ops.mkldnn._is_mkldnn_bf16_supported() else (torch.float32,)
+    onednn_dtypes = (torch.float32, torch.bfloat16) if _cpu_has_native_bf16() else (torch.float32,)
     if a.device.type == "cpu" and a.dtype in onednn_dtypes and HAVE_ONEDNN_LINEAR:
         bt = b.t().contiguous()
         kernels["onednn"] = lambda: torch.ops.mkldnn._linear_pointwise(a, bt, None, "none", [], "")
@@ -327,7 +332,7 @@ def _run_bench(models, img_size, batch, modes, precisions, steps, warmup, dev, c
                       "window": getattr(m, "window_size", None)}
         del m
     for precision in precisions:
-        if dev.type == "cpu" and precision == "bf16" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        if dev.type == "cpu" and precision == "bf16" and not _cpu_has_native_bf16():
             log("note: this CPU has no native bfloat16 (AVX-512 BF16 / AMX): bf16 matmuls run emulated, tens of times "
                 "slower than fp32, and so does this run")
         peaks = report.setdefault("peak_flops_samples", {}).setdefault(precision, [])

@@ -38,7 +38,7 @@ def table(path: str) -> str:
     compiled = cfg.get("compile", False)
     out = [f"`{path}`: {where}, torch {mach['torch']}, batch {cfg['batch']}, "
            f"{cfg['img_size']} px, fast path {cfg.get('fast_path', True)}, overrides {cfg['model_kwargs'] or '-'}, "
-           f"compile {cfg.get('compile', False)}, CPU allocator {cfg.get('cpu_allocator', 'default')}; "
+           f"compile {compiled}, CPU allocator {cfg.get('cpu_allocator', 'default')}; "
            f"load avg start {rep.get('load_avg_start')} end {rep.get('load_avg_end')}; peak matmul "
            + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in rep["peak_flops"].items())
            + "".join(f"; first {p} sample by kernel: " + ", ".join(f"{k} {v / 1e9:.0f}" for k, v in r.items())

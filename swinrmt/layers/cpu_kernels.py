@@ -25,15 +25,12 @@ from pathlib import Path
 import torch
 from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
-from .eager import cpu_has_avx512
+from .eager import avx512_switch, cpu_has_avx512
 
 
 def enabled_from_env(value: str | None, avx512: bool) -> bool:
     """SWINRMT_CPU_KERNELS: "auto" (default: on where the CPU has AVX-512), "1" (on) or "0" (off)."""
-    value = (value or "auto").strip().lower()
-    if value not in ("auto", "1", "0"):
-        raise ValueError(f"SWINRMT_CPU_KERNELS={value!r} is not valid; accepted: auto, 1, 0")
-    return value == "1" or (value == "auto" and avx512)
+    return avx512_switch("SWINRMT_CPU_KERNELS", value, "1", "0", avx512)
 
 
 ENABLED = enabled_from_env(os.environ.get("SWINRMT_CPU_KERNELS"), cpu_has_avx512())

@@ -23,6 +23,14 @@ def cpu_has_avx512() -> bool:
     return "AVX512" in torch.backends.cpu.get_cpu_capability()
 
 
+def avx512_switch(var: str, value: str | None, on: str, off: str, avx512: bool) -> bool:
+    """An environment switch `var` read as "auto" (the default: on where the CPU has AVX-512), `on` or `off`."""
+    value = (value or "auto").strip().lower()
+    if value not in ("auto", on, off):
+        raise ValueError(f"{var}={value!r} is not valid; accepted: auto, {on}, {off}")
+    return value == on or (value == "auto" and avx512)
+
+
 def needs_grad(*tensors: torch.Tensor | None) -> bool:
     """Whether autograd will record an op on these tensors (fused inference ops have no backward)."""
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)

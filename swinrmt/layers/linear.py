@@ -5,9 +5,10 @@ already ships for its convolutions, runs a large square product about 20 % faste
 against 181 GFLOP/s) and rmt_tiny's projections 12 % faster in all (benchmarks/speed/gemm_kernels.py; figures in
 benchmarks/speed/README.md). So `linear` sends float32 CPU projections to oneDNN
 (`torch.ops.mkldnn._linear_pointwise`, the op Inductor's CPU backend uses) and everything else to `F.linear`, which is
-the reference: `tests/layers/test_linear.py` holds the two equal in values and gradients. Only AMD was measured here;
-That holds on AVX-512; on an AVX2 EPYC, oneDNN made training steps 1.07x as long, so by default (`SWINRMT_CPU_LINEAR=auto`)
-oneDNN runs the projections only where the CPU has AVX-512 (`eager.cpu_has_avx512`); `onednn` or `aten` forces one.
+the reference: `tests/layers/test_linear.py` holds the two equal in values and gradients. Only AMD was measured, and
+the gain is an AVX-512 one: on an AVX2 EPYC oneDNN made training steps 1.07x as long. So by default
+(`SWINRMT_CPU_LINEAR=auto`) oneDNN runs the projections only where the CPU has AVX-512 (`eager.cpu_has_avx512`);
+`onednn` or `aten` forces one.
 
 In training the projection runs through `OneDNNLinear`: oneDNN for the forward, and, from `CONV1X1_MIN_ROWS` rows on,
 for both gradients oneDNN's backward of the same product seen as a 1x1 convolution over channels-last maps, which
@@ -26,16 +27,10 @@ import torch.nn.functional as F
 from . import eager
 from .eager import needs_grad, plain_eager_fp32_cpu
 
-CHOICES = ("auto", "onednn", "aten")
-
-
-def kernel_from_env(value: str | None, avx512: bool = True) -> bool:
+def kernel_from_env(value: str | None, avx512: bool) -> bool:
     """SWINRMT_CPU_LINEAR: "auto" (default: oneDNN where the CPU has AVX-512), "onednn" or "aten" (F.linear
     everywhere, e.g. to compare on an Intel CPU, where only AMD was measured here)."""
-    value = (value or "auto").strip().lower()
-    if value not in CHOICES:
-        raise ValueError(f"SWINRMT_CPU_LINEAR={value!r} is not valid; accepted: {', '.join(CHOICES)}")
-    return value == "onednn" or (value == "auto" and avx512)
+    return eager.avx512_switch("SWINRMT_CPU_LINEAR", value, "onednn", "aten", avx512)
 
 
 # Whether this torch build has oneDNN's linear op (every x86 CPU wheel does).

@@ -156,7 +156,7 @@ def test_environment_switch():
     assert L.kernel_from_env(None, avx512=True) and not L.kernel_from_env(None, avx512=False)
     assert L.kernel_from_env("auto", avx512=True) and not L.kernel_from_env("AUTO", avx512=False)
     with pytest.raises(ValueError, match="SWINRMT_CPU_LINEAR='mkl' is not valid"):
-        L.kernel_from_env("mkl")
+        L.kernel_from_env("mkl", avx512=True)
 
 
 def test_cpu_kernels_environment_switch():
