@@ -27,7 +27,10 @@ What is measured, and how (so that figures from different commits and machines c
   ||compiled(x) - eager(x)|| / ||eager(x)|| on the benchmark batch, so a compiled figure comes with proof that the
   compiled model computes what the eager one does.
 
-Results go to stdout as a table and to `--out` as JSON (`SCHEMA_KEYS` lists the keys of each result row).
+Results go to stdout as a table and to `--out` as JSON (`SCHEMA_KEYS` lists the keys of each result row). The JSON is
+rewritten (atomically) after every (precision, mode) group with `"complete": false`, then once more with `true` at the
+end, so a run cut off by a time limit still leaves the tables it finished. An existing `--out` file is never replaced
+unless `--overwrite` is given: a benchmark result is a result.
 """
 from __future__ import annotations
 
@@ -41,7 +44,8 @@ import subprocess
 import sys
 import time
 from contextlib import nullcontext
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -283,8 +287,12 @@ def run_bench(models: Sequence[str] = DEFAULT_MODELS, img_size: int = 64, batch:
               modes: Sequence[str] = ("train",), precisions: Sequence[str] = ("fp32",), steps: int = 10,
               warmup: int = 2, device: str = "cpu", compile: bool = False, memory: bool = True, mem_steps: int = 2,
               num_classes: int = 100, model_kwargs: dict | None = None, baseline: str | None = None,
-              threads: int | None = None, reference: bool = False, log=print) -> dict[str, Any]:
-    """Benchmark every (mode, precision, model); returns the JSON-ready report (see module docstring)."""
+              threads: int | None = None, reference: bool = False, log=print,
+              on_group: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Benchmark every (mode, precision, model); returns the JSON-ready report (see module docstring).
+
+    `on_group(report)` is called after each (precision, mode) group with the report so far (`"complete": False`), so a
+    caller can save what is finished before a long run is cut off."""
     for m in modes:
         if m not in MODES:
             raise ValueError(f"mode {m!r} is not one of {MODES}")
@@ -304,11 +312,11 @@ def run_bench(models: Sequence[str] = DEFAULT_MODELS, img_size: int = 64, batch:
 
     with axial.reference_path() if reference else nullcontext():  # --reference-path: plain reference code
         return _run_bench(models, img_size, batch, modes, precisions, steps, warmup, dev, compile, memory, mem_steps,
-                          num_classes, model_kwargs, baseline, reference, log)
+                          num_classes, model_kwargs, baseline, reference, log, on_group)
 
 
 def _run_bench(models, img_size, batch, modes, precisions, steps, warmup, dev, compile, memory, mem_steps,
-               num_classes, model_kwargs, baseline, reference, log) -> dict[str, Any]:
+               num_classes, model_kwargs, baseline, reference, log, on_group) -> dict[str, Any]:
     baseline = baseline or models[0]
     report: dict[str, Any] = {"machine": _machine_info(dev), "config": {
         "models": list(models), "img_size": img_size, "batch": batch, "modes": list(modes),
@@ -318,7 +326,7 @@ def _run_bench(models, img_size, batch, modes, precisions, steps, warmup, dev, c
         "memory_method": ("torch.cuda.max_memory_allocated over the warm-up steps - allocated before"
                           if dev.type == "cuda" else
                           "fresh child process: ru_maxrss after steps - RSS before the first step"),
-        "argv": sys.argv[1:]}, "load_avg_start": _loadavg(), "peak_flops": {}, "results": []}
+        "argv": sys.argv[1:]}, "load_avg_start": _loadavg(), "peak_flops": {}, "results": [], "complete": False}
     from .registry import create_model
 
     flops = {}
@@ -397,7 +405,10 @@ def _run_bench(models, img_size, batch, modes, precisions, steps, warmup, dev, c
                                          if row["peak_mem_mb"] and base["peak_mem_mb"] else None)
                 report["results"].append(row)
                 log(format_row(row))
+            if on_group is not None:
+                on_group(report)
     report["load_avg_end"] = _loadavg()
+    report["complete"] = True
     return report
 
 
@@ -453,7 +464,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", default=None, help="model the ratios refer to (default: the first)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     p.add_argument("--mem-steps", type=int, default=2, help="steps run by the CPU memory child process")
-    p.add_argument("--out", default=None, help="write the JSON report here")
+    p.add_argument("--out", default=None, help="write the JSON report here (also after each finished group)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -464,13 +476,16 @@ def run(args: argparse.Namespace) -> int:
     kw = parse_model_options(args.set)
     if args.stem_stride is not None:
         kw["stem_stride"] = args.stem_stride
+    if args.out and Path(args.out).exists() and not args.overwrite:
+        raise ValueError(f"--out {args.out} already exists; pass --overwrite to replace it")
     print(HEADER)
+    save = (lambda report: write_json(args.out, report)) if args.out else None
     report = run_bench(args.models, args.img_size, args.batch, args.mode, args.precision, args.steps, args.warmup,
                        args.device, args.compile, not args.no_memory, args.mem_steps, args.num_classes, kw,
-                       args.baseline, args.threads, args.reference_path)
+                       args.baseline, args.threads, args.reference_path, on_group=save)
     print(format_table(report).splitlines()[-1])
-    if args.out:
-        write_json(args.out, report)
+    if save:
+        save(report)
         print(f"wrote {args.out}")
     return 0
 

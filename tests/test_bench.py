@@ -107,6 +107,35 @@ def test_bench_cli_writes_json(tmp_path, capsys):
     assert "rmt_nano" in capsys.readouterr().out
 
 
+def test_bench_saves_each_finished_group_and_never_replaces_a_result(tmp_path, capsys, monkeypatch):
+    """A run cut off by a time limit keeps the groups it finished (`"complete": false`), and an existing --out file
+    survives a second run unless --overwrite is given."""
+    out = tmp_path / "b.json"
+    args = ["bench", "--models", "rmt_nano", "--img-size", "32", "--batch", "2", "--steps", "1", "--warmup", "0",
+            "--mode", "train", "infer", "--no-memory", "--out", str(out)]
+    saved = []
+    real_write = bench.write_json
+
+    def write_then_stop(path, report):
+        real_write(path, report)
+        saved.append(json.loads(out.read_text()))
+        if len(saved) == 1:
+            raise KeyboardInterrupt  # the time limit, right after the first group
+
+    monkeypatch.setattr(bench, "write_json", write_then_stop)
+    assert main(args) == 130
+    rep = json.loads(out.read_text())
+    assert rep["complete"] is False and [r["mode"] for r in rep["results"]] == ["train"]
+
+    monkeypatch.setattr(bench, "write_json", real_write)
+    before = out.read_text()
+    assert main(args) == 2
+    assert "already exists" in capsys.readouterr().err and out.read_text() == before
+    assert main(args + ["--overwrite"]) == 0
+    rep = json.loads(out.read_text())
+    assert rep["complete"] is True and [r["mode"] for r in rep["results"]] == ["train", "infer"]
+
+
 def test_memory_child_measures_a_step():
     spec = {"model": "rmt_nano", "mode": "train", "precision": "fp32", "img_size": 32, "batch": 2, "num_classes": 10,
             "mem_steps": 1, "threads": 1}

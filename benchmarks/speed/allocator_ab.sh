@@ -8,7 +8,7 @@ mkdir -p benchmarks/speed/allocator
 for i in $(seq "$ROUNDS"); do
   for a in default retain; do
     SWINRMT_CPU_ALLOCATOR=$a python -m swinrmt bench --models rmt_tiny --img-size 64 --batch 64 --mode train infer \
-      --precision fp32 --steps 4 --warmup 2 --no-memory --out benchmarks/speed/allocator/rmt_tiny_${a}_$i.json \
+      --precision fp32 --steps 4 --warmup 2 --no-memory --overwrite --out benchmarks/speed/allocator/rmt_tiny_${a}_$i.json \
       | grep -E "^rmt_tiny"
   done
 done

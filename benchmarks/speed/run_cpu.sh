@@ -22,25 +22,25 @@ session_tables() {
 uptime
 # 1. the target table: tiny models, batch 64 at 64 px, train + infer, fp32 + bf16 autocast, with training memory
 python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 bf16 \
-  --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64.json
+  --steps 8 --warmup 2 --overwrite --out benchmarks/speed/cpu_tiny_64px_b64.json
 uptime
 # 2. the public RMT-T layout (stride-4 stem, 0.39 GFLOP/img), to compare images/s with the public code
 python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 --stem-stride 4 \
-  --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_stem4.json
+  --steps 8 --warmup 2 --overwrite --out benchmarks/speed/cpu_tiny_64px_b64_stem4.json
 uptime
 # 3. the same fp32 steps on the mixers' plain reference path (the fast path's before/after at the whole-model level)
 python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 --reference-path \
-  --steps 6 --warmup 2 --no-memory --out benchmarks/speed/cpu_tiny_64px_b64_reference_path.json
+  --steps 6 --warmup 2 --no-memory --overwrite --out benchmarks/speed/cpu_tiny_64px_b64_reference_path.json
 uptime
 # 4. (second session) nano models at 64 px, fp32 vs bf16 autocast, with swin_nano beside them. The file
 #    *_before_bf16_fix.json is the same command (without swin_nano) at commit f7523f0, before CPU bf16 attention stopped
 #    using the fused masked SDPA kernel. Not rerun in the third session.
 # python -m swinrmt bench --models rmt_nano gated_swinrmt_retention_nano gated_swinrmt_swat_nano swin_nano --img-size 64 \
 #   --batch 64 --mode train --precision fp32 bf16 --steps 4 --warmup 1 --no-memory --num-classes 100 \
-#   --out benchmarks/speed/cpu_nano_64px_b64_train.json
+#   --overwrite --out benchmarks/speed/cpu_nano_64px_b64_train.json
 # 5. (second session) training memory of the lean SWAT path; superseded by the memory column of section 1.
 # python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train --precision fp32 bf16 --steps 1 --warmup 1 \
-#   --mem-steps 2 --out benchmarks/speed/cpu_tiny_64px_b64_memory.json
+#   --mem-steps 2 --overwrite --out benchmarks/speed/cpu_tiny_64px_b64_memory.json
 # 6. (third session, not rerun) the CPU allocator, before/after: rmt_tiny under glibc's default malloc and under swinrmt.runtime's setting,
 #    alternated in fresh processes (a process-wide setting cannot be interleaved step by step inside one run)
 # benchmarks/speed/allocator_ab.sh 4
@@ -50,7 +50,7 @@ uptime
 # uptime
 # 7. (third session, not rerun) torch.compile (Inductor, CPU) inference beside eager: compile time is excluded (warm-up steps)
 # python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode infer --precision fp32 --compile \
-#   --steps 5 --warmup 2 --no-memory --out benchmarks/speed/cpu_tiny_64px_b64_compile.json
+#   --steps 5 --warmup 2 --no-memory --overwrite --out benchmarks/speed/cpu_tiny_64px_b64_compile.json
 # uptime
 # 8. each speed change of the fourth to seventh sessions on/off, interleaved in one process (whole-model ratios); the
 #    third session's switches (complex_rotary, scale_fold, windowed_inference) are in run_cpu_session4.log
@@ -93,9 +93,9 @@ python benchmarks/speed/sigmoid_groups.py --model gated_swinrmt_swat_tiny --stem
 uptime
 # 11. (since the fifth session) sections 1-2 once more, straight after: the spread between two runs on this shared machine
 python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 \
-  --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_rerun.json
+  --steps 8 --warmup 2 --overwrite --out benchmarks/speed/cpu_tiny_64px_b64_rerun.json
 python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 --stem-stride 4 \
-  --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_stem4_rerun.json
+  --steps 8 --warmup 2 --overwrite --out benchmarks/speed/cpu_tiny_64px_b64_stem4_rerun.json
 uptime
 
 # 12. (eighth session, 2026-11-25) the depthwise-conv kernel: per module on/off on rmt_tiny's shapes, whole steps

@@ -18,11 +18,13 @@ set -uo pipefail
 OUT=${OUT:-benchmarks/speed}
 PY=${PYTHON:-python3}
 BUDGET_S=${BUDGET_S:-540}
+BIG=${BIG:-256} SMALL=${SMALL:-64}
 WARM_BATCHES=${WARM_BATCHES:-$BIG}  # compiled tables; add $SMALL (the CPU table's batch) where the budget allows
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 M=${MODELS:-rmt_tiny gated_swinrmt_retention_tiny gated_swinrmt_swat_tiny}
-DEVICE=${DEVICE:-cuda}  # DEVICE=cpu MODELS=rmt_nano BIG=4 SMALL=2 TORCH_COMPILE_DISABLE=1: a dry run on CPU
-BIG=${BIG:-256} SMALL=${SMALL:-64}
+DEVICE=${DEVICE:-cuda}  # DEVICE=cpu MODELS=rmt_nano BIG=4 SMALL=2 LOW=fp32 TORCH_COMPILE_DISABLE=1: a dry run on CPU
+LOW=${LOW:-bf16}  # the compiled tables' precision (fp32 for a dry run on a CPU without native bf16)
+EAGER_PRECISIONS="$LOW"; [[ $LOW != fp32 ]] && EAGER_PRECISIONS="$LOW fp32"
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/run_cuda.log") 2>&1
 
@@ -50,7 +52,7 @@ for b in $WARM_BATCHES; do
   for m in $M; do
     for mode in train infer; do
       TORCHINDUCTOR_COMPILE_THREADS=4 timeout $(($(left) - 90)) $PY -m swinrmt bench --device $DEVICE --models $m \
-        --img-size 64 --batch $b --mode $mode --precision bf16 --compile --steps 1 --warmup 1 --no-memory \
+        --img-size 64 --batch $b --mode $mode --precision $LOW --compile --steps 1 --warmup 1 --no-memory --overwrite \
         --out "/tmp/warm_${m}_${mode}_$b.json" > "/tmp/warm_${m}_${mode}_$b.log" 2>&1 \
         || echo "[warm $m $mode b$b] exit $?: $(grep -E 'Error|error:' "/tmp/warm_${m}_${mode}_$b.log" | tail -n 3)" &
       jobs+=($!)
@@ -64,9 +66,9 @@ cat /tmp/warm_*.json > "$OUT/warm_runs.jsonl" 2>/dev/null
 echo "== phase 1 done ($(left) s left); tests:"; tail -n 25 "$OUT/pytest_cuda.log"
 
 echo "== phase 2: timed tables"
-bench cuda_bf16_compile_b$BIG 45 150 --batch $BIG --precision bf16 --compile
-bench cuda_eager_b$BIG 25 60 --batch $BIG --precision bf16 fp32
-[[ " $WARM_BATCHES " == *" $SMALL "* ]] && bench cuda_bf16_compile_b$SMALL 45 150 --batch $SMALL --precision bf16 --compile
-bench cuda_eager_b$SMALL 25 60 --batch $SMALL --precision bf16 fp32
+bench cuda_${LOW}_compile_b$BIG 45 150 --batch $BIG --precision $LOW --compile
+bench cuda_eager_b$BIG 25 60 --batch $BIG --precision $EAGER_PRECISIONS
+[[ " $WARM_BATCHES " == *" $SMALL "* ]] && bench cuda_${LOW}_compile_b$SMALL 45 150 --batch $SMALL --precision $LOW --compile
+bench cuda_eager_b$SMALL 25 60 --batch $SMALL --precision $EAGER_PRECISIONS
 echo "== done, $(left) s of the budget left"
 for f in "$OUT"/cuda_*.json; do [[ -f $f ]] && $PY benchmarks/speed/make_table.py "$f"; done
