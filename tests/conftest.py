@@ -2,10 +2,10 @@ import os
 
 import pytest
 
-# The hand-picked CPU kernels run by default on AVX-512 CPUs only (swinrmt.layers.eager.cpu_has_avx512); the tests
-# hold them equal to PyTorch's ops on every CPU, so they are on here. Set before swinrmt is imported.
-os.environ.setdefault("SWINRMT_CPU_KERNELS", "1")
-os.environ.setdefault("SWINRMT_CPU_LINEAR", "onednn")
+# The tests hold the hand-picked CPU kernels equal to PyTorch's ops: on here even where the environment says
+# otherwise. Set before swinrmt is imported.
+os.environ["SWINRMT_CPU_KERNELS"] = "1"
+os.environ["SWINRMT_CPU_LINEAR"] = "onednn"
 
 import torch  # noqa: E402
 

@@ -46,9 +46,9 @@ def record_calls(a) -> collections.Counter:
     calls: collections.Counter = collections.Counter()
     run = attention.biased_attention
 
-    def record(q, k, v, bias, scale=None):
+    def record(q, k, v, bias, scale=None, rotary=None):  # timed below without a folded rotary code
         calls[tuple((tuple(t.shape), t.stride()) for t in (q, k, v, bias))] += 1
-        return run(q, k, v, bias, scale)
+        return run(q, k, v, bias, scale, rotary)
 
     for mod in USERS:
         mod.biased_attention = record

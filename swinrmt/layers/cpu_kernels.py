@@ -1,14 +1,14 @@
 """swinrmt's hand-written CPU kernels: one C++ library, compiled at first use, loaded through ctypes.
 
 `csrc/short_attention.cpp` (softmax / sigmoid attention over short sequences) and `csrc/depthwise_conv.cpp`
-(depthwise convs with their elementwise neighbours fused) share the vector helpers of `csrc/vec16.h` and build into
+(depthwise convs with their elementwise neighbours fused) share the vector helpers of `csrc/vec.h` and build into
 one library with the system C++ compiler (`$CXX`, else c++/g++/clang++) as `-O3 -march=native -fopenmp` (about 8 s).
 No PyTorch headers and no ninja, unlike `torch.utils.cpp_extension`: the kernels take raw pointers and strides, so a
 compiler is all they need. The library is cached under `$SWINRMT_CACHE_DIR` (default `~/.cache/swinrmt`)/kernels by a
 hash of the sources, compiler, flags and CPU, written to a temporary file and renamed (concurrent processes never load
 half a file). Without a compiler, or if the build fails, one warning names the reason and every caller runs PyTorch's
-ops instead. `SWINRMT_CPU_KERNELS` = `auto` (default: on where the CPU has AVX-512, the vector width they are written
-for; `eager.cpu_has_avx512`), `1` (on) or `0` (off); each kernel module has its own `ENABLED` switch too.
+ops instead. `SWINRMT_CPU_KERNELS` = `auto` or `1` (on, the default) or `0` (off); each kernel module has its own
+`ENABLED` switch too. The vector width follows the CPU (`csrc/vec.h`: 16 floats on AVX-512, 8 on AVX2).
 """
 from __future__ import annotations
 
@@ -25,19 +25,22 @@ from pathlib import Path
 import torch
 from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
-from .eager import avx512_switch, cpu_has_avx512
+from .eager import env_switch
 
 
-def enabled_from_env(value: str | None, avx512: bool) -> bool:
-    """SWINRMT_CPU_KERNELS: "auto" (default: on where the CPU has AVX-512), "1" (on) or "0" (off)."""
-    return avx512_switch("SWINRMT_CPU_KERNELS", value, "1", "0", avx512)
+def enabled_from_env(value: str | None) -> bool:
+    """SWINRMT_CPU_KERNELS: "auto" or "1" (on, the default) or "0" (off)."""
+    return env_switch("SWINRMT_CPU_KERNELS", value, "1", "0")
 
 
-ENABLED = enabled_from_env(os.environ.get("SWINRMT_CPU_KERNELS"), cpu_has_avx512())
+ENABLED = enabled_from_env(os.environ.get("SWINRMT_CPU_KERNELS"))
 CSRC = Path(__file__).with_name("csrc")
 SOURCES = (CSRC / "short_attention.cpp", CSRC / "depthwise_conv.cpp")
-HEADERS = (CSRC / "vec16.h",)
+HEADERS = (CSRC / "vec.h",)
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17")
+# Appended to FLAGS (and part of the cache key): e.g. "-mno-avx512f" builds the 8-float (AVX2) vectors on an AVX-512
+# CPU, which is how the tests check both widths there; "-march=x86-64-v3" one library for a mixed cluster's cache.
+EXTRA_FLAGS_ENV = "SWINRMT_KERNEL_CFLAGS"
 
 _lib: ctypes.CDLL | None = None
 _tried = False
@@ -66,9 +69,10 @@ def build(out_dir: Path | None = None) -> Path:
         version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60).stdout
     except (OSError, subprocess.SubprocessError) as e:
         raise RuntimeError(f"{cxx} --version failed: {e}") from None
+    flags = (*FLAGS, *os.environ.get(EXTRA_FLAGS_ENV, "").split())
     digest = hashlib.sha256()
     for part in (*(f.read_bytes() for f in SOURCES + HEADERS), cxx.encode(), version.encode(),
-                 " ".join(FLAGS).encode(), _cpu_signature().encode()):
+                 " ".join(flags).encode(), _cpu_signature().encode()):
         digest.update(part)
     folder = out_dir or cache_dir()
     lib = folder / f"swinrmt_kernels-{digest.hexdigest()[:16]}.so"
@@ -77,7 +81,7 @@ def build(out_dir: Path | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{lib.name}.{os.getpid()}.{threading.get_ident()}.tmp"
     try:
-        r = subprocess.run([cxx, *FLAGS, *map(str, SOURCES), "-o", str(tmp)], capture_output=True, text=True,
+        r = subprocess.run([cxx, *flags, *map(str, SOURCES), "-o", str(tmp)], capture_output=True, text=True,
                            timeout=600)
         if r.returncode != 0:
             first = next((ln for ln in r.stderr.splitlines() if "error" in ln), r.stderr.strip()[:200])

@@ -13,7 +13,7 @@ whose pixels are C apart, C a multiple of 16, kernels 3/5/7 no larger than the m
 inference only 3x3 kernels, since oneDNN's 5x5 forward is faster: benchmarks/speed/depthwise_kernel.py); otherwise
 PyTorch's ops run, and `tests/layers/test_depthwise.py` holds the two equal in values and all gradients. The
 kernel's backward is once-differentiable (double backward raises). `ENABLED` switches it alone;
-`SWINRMT_CPU_KERNELS` all kernels (default `auto`: AVX-512 CPUs only).
+`SWINRMT_CPU_KERNELS` all kernels (default on).
 """
 from __future__ import annotations
 

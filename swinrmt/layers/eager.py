@@ -15,20 +15,17 @@ FUSE_INFERENCE = True
 
 
 def cpu_has_avx512() -> bool:
-    """Whether PyTorch runs this CPU on its AVX-512 kernels. swinrmt's own CPU kernels work on 16-float vectors (one
-    AVX-512 register) and its oneDNN projections were chosen on an AVX-512 EPYC; on an AVX2 EPYC the short-attention
-    kernel made rmt_tiny's steps 1.35-1.37x as long as PyTorch's kernel, the depthwise kernel 1.05-1.07x and oneDNN's
-    projections 1.07x in training (benchmarks/speed/README.md, eleventh session), so by default they run on AVX-512
-    only."""
+    """Whether PyTorch runs this CPU on its AVX-512 kernels: where oneDNN's weight gradient of a projection beats mm
+    (`linear.CONV1X1_WEIGHT_GRAD`); on an AVX2 EPYC it ran at a quarter of mm's rate."""
     return "AVX512" in torch.backends.cpu.get_cpu_capability()
 
 
-def avx512_switch(var: str, value: str | None, on: str, off: str, avx512: bool) -> bool:
-    """An environment switch `var` read as "auto" (the default: on where the CPU has AVX-512), `on` or `off`."""
+def env_switch(var: str, value: str | None, on: str, off: str) -> bool:
+    """An environment switch `var` read as "auto" (the default, the same as `on`), `on` or `off`."""
     value = (value or "auto").strip().lower()
     if value not in ("auto", on, off):
         raise ValueError(f"{var}={value!r} is not valid; accepted: auto, {on}, {off}")
-    return value == on or (value == "auto" and avx512)
+    return value != off
 
 
 def needs_grad(*tensors: torch.Tensor | None) -> bool:

@@ -1,20 +1,21 @@
 """Linear layers with the faster CPU GEMM: the one place that picks the matrix-multiply kernel of a projection.
 
 On CPU, `F.linear` in float32 runs on MKL's sgemm, which takes a slower code path on AMD CPUs. oneDNN, which PyTorch
-already ships for its convolutions, runs a large square product about 20 % faster on 2 cores of an AMD EPYC (218
-against 181 GFLOP/s) and rmt_tiny's projections 12 % faster in all (benchmarks/speed/gemm_kernels.py; figures in
-benchmarks/speed/README.md). So `linear` sends float32 CPU projections to oneDNN
+already ships for its convolutions, runs the projections faster on both AMD EPYCs measured here: on 2 cores of an
+AVX-512 one a large square product 20 % faster (218 against 181 GFLOP/s) and rmt_tiny's projections 12 % faster in
+all; on an AVX2 one rmt_tiny's inference steps took 0.73x as long (benchmarks/speed/gemm_kernels.py and ab_switch.py;
+figures in benchmarks/speed/README.md). So `linear` sends float32 CPU projections to oneDNN
 (`torch.ops.mkldnn._linear_pointwise`, the op Inductor's CPU backend uses) and everything else to `F.linear`, which is
-the reference: `tests/layers/test_linear.py` holds the two equal in values and gradients. Only AMD was measured, and
-the gain is an AVX-512 one: on an AVX2 EPYC oneDNN made training steps 1.07x as long. So by default
-(`SWINRMT_CPU_LINEAR=auto`) oneDNN runs the projections only where the CPU has AVX-512 (`eager.cpu_has_avx512`);
-`onednn` or `aten` forces one.
+the reference: `tests/layers/test_linear.py` holds the two equal in values and gradients. `SWINRMT_CPU_LINEAR`
+= `auto` (default) or `onednn` picks oneDNN, `aten` forces `F.linear` (e.g. to compare on an Intel CPU, where only
+AMD was measured here).
 
 In training the projection runs through `OneDNNLinear`: oneDNN for the forward, and, from `CONV1X1_MIN_ROWS` rows on,
-for both gradients oneDNN's backward of the same product seen as a 1x1 convolution over channels-last maps, which
-reads x, W and the output gradient in place. `mm` (MKL) is slower there on the weight gradient (rmt_tiny's shapes:
-451 against 401 ms per step; benchmarks/speed/gemm_kernels.py), and oneDNN's linear would need transposed copies.
-Below that, and with create_graph (double backward), the gradients are matmuls.
+the input gradient as oneDNN's backward of the same product seen as a 1x1 convolution over channels-last maps, which
+reads x, W and the output gradient in place. The weight gradient goes the same way only where the CPU has AVX-512
+(`CONV1X1_WEIGHT_GRAD`): there `mm` (MKL) was slower on it (rmt_tiny's shapes: 451 against 401 ms per step), but on
+the AVX2 EPYC oneDNN's weight gradient ran at a quarter of mm's rate and made training steps 1.5-1.7x as long.
+Below `CONV1X1_MIN_ROWS`, and with create_graph (double backward), the gradients are matmuls.
 """
 from __future__ import annotations
 
@@ -27,16 +28,17 @@ import torch.nn.functional as F
 from . import eager
 from .eager import needs_grad, plain_eager_fp32_cpu
 
-def kernel_from_env(value: str | None, avx512: bool) -> bool:
-    """SWINRMT_CPU_LINEAR: "auto" (default: oneDNN where the CPU has AVX-512), "onednn" or "aten" (F.linear
-    everywhere, e.g. to compare on an Intel CPU, where only AMD was measured here)."""
-    return eager.avx512_switch("SWINRMT_CPU_LINEAR", value, "onednn", "aten", avx512)
+def kernel_from_env(value: str | None) -> bool:
+    """SWINRMT_CPU_LINEAR: "auto" or "onednn" (oneDNN, the default), or "aten" (F.linear everywhere)."""
+    return eager.env_switch("SWINRMT_CPU_LINEAR", value, "onednn", "aten")
 
 
 # Whether this torch build has oneDNN's linear op (every x86 CPU wheel does).
 HAVE_ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 # Whether float32 CPU projections may use oneDNN; also the switch of benchmarks/speed/ab_switch.py.
-ONEDNN = kernel_from_env(os.environ.get("SWINRMT_CPU_LINEAR"), eager.cpu_has_avx512()) and HAVE_ONEDNN_LINEAR
+ONEDNN = kernel_from_env(os.environ.get("SWINRMT_CPU_LINEAR")) and HAVE_ONEDNN_LINEAR
+# Whether the weight gradient is oneDNN's 1x1-convolution backward too (else mm): only on AVX-512 (module docstring).
+CONV1X1_WEIGHT_GRAD = eager.cpu_has_avx512()
 
 
 def onednn_ok(x: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -89,11 +91,14 @@ class OneDNNLinear(torch.autograd.Function):
         need_x, need_w, need_b = ctx.needs_input_grad
         gx = gw = gb = None
         rows = grad.numel() // grad.shape[-1]
-        if (need_x or need_w) and rows >= CONV1X1_MIN_ROWS and not torch.is_grad_enabled():
-            gx, gw = conv1x1_grads(grad, x, weight, need_x, need_w)
-        else:  # few rows, or create_graph=True (stay differentiable)
-            gx = grad.matmul(weight) if need_x else None
-            gw = grad.reshape(-1, grad.shape[-1]).t().mm(x.reshape(-1, x.shape[-1])) if need_w else None
+        big = rows >= CONV1X1_MIN_ROWS and not torch.is_grad_enabled()  # grad enabled here: create_graph=True
+        conv_x, conv_w = need_x and big, need_w and big and CONV1X1_WEIGHT_GRAD
+        if conv_x or conv_w:
+            gx, gw = conv1x1_grads(grad, x, weight, conv_x, conv_w)
+        if need_x and not conv_x:  # few rows, or create_graph=True (stay differentiable)
+            gx = grad.matmul(weight)
+        if need_w and not conv_w:
+            gw = grad.reshape(-1, grad.shape[-1]).t().mm(x.reshape(-1, x.shape[-1]))
         if need_b and ctx.has_bias:
             gb = grad.sum(tuple(range(grad.dim() - 1)))  # no reshape: a strided grad is not copied for it
         return gx, gw, gb

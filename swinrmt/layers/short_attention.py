@@ -10,17 +10,17 @@ probabilities from the row log-sum-exp, so it saves what the fused kernel saves 
 training memory is unchanged. On rmt_tiny's own calls it takes 0.25-0.93x the fused kernel's time forward and
 0.38-0.85x forward + backward (`benchmarks/speed/attention_kernels.py`). The same kernel runs SWAT's sigmoid passes
 (`sigmoid_attention`: weights sigmoid(S) x a multiplier table, no normaliser; it saves only q, k, v and the tables).
-Inside a problem, K^T is built by 16 x 16 register transposes and the softmax runs on 16 rows at a time, transposed,
-so row maxima and sums are elementwise (1.1-1.6x per call on warm data); across problems, the rows of the problem 4
-ahead are prefetched, which the token layout's strided rows need on cold data (1.2-1.4x on the width passes). In
-inference a `rotary.FoldedRotary` lets it rotate q and k as it loads them (RMT's flat code), so the mixers write no
-rotated copies. Figures: benchmarks/speed/README.md, tenth session.
+Inside a problem, K^T is built by W x W register transposes (W = 16 floats on AVX-512, 8 elsewhere: `csrc/vec.h`) and
+the softmax runs on W rows at a time, transposed, so row maxima and sums are elementwise (1.1-1.6x per call on warm
+data); across problems, the rows of the problem 4 ahead are prefetched, which the token layout's strided rows need on
+cold data (1.2-1.4x on the width passes). In inference a `rotary.FoldedRotary` lets it rotate q and k as it loads
+them (RMT's flat code), so the mixers write no rotated copies. Figures: benchmarks/speed/README.md, tenth session.
 
 It is a fast path only: `biased_attention` (and SWAT's `fast_axial_sigmoid`) call it when `eligible` says the call
 fits (float32 CPU tensors, lengths 4-64 in powers of two, head dim 16/32/64, constant tables, plain eager mode), and
 PyTorch's kernel (or the explicit sigmoid path) otherwise. It is built with swinrmt's other CPU kernels
 (`cpu_kernels`: compiled at first use, cached; without a compiler, one warning and PyTorch's kernel).
-`SWINRMT_CPU_KERNELS` (default `auto`: AVX-512 CPUs only) switches the kernels; `ENABLED` here, this one alone; so
+`SWINRMT_CPU_KERNELS` (default on) switches the kernels; `ENABLED` here, this one alone; so
 does `axial.reference_path()`.
 """
 from __future__ import annotations

@@ -31,7 +31,9 @@ def _uses_onednn(fn) -> bool:
 @pytest.mark.parametrize("shape", [(5, 24), (2, 3, 4, 24), (7, 1, 24), (1, 24), (L.CONV1X1_MIN_ROWS // 8, 8, 24)],
                          ids=["2d", "4d", "3d", "one-row", "conv1x1-grads"])
 @pytest.mark.parametrize("bias", [True, False])
-def test_values_and_gradients_match_f_linear(shape, bias):
+@pytest.mark.parametrize("conv_weight_grad", [True, False], ids=["dW-conv1x1", "dW-mm"])
+def test_values_and_gradients_match_f_linear(shape, bias, conv_weight_grad, monkeypatch):
+    monkeypatch.setattr(L, "CONV1X1_WEIGHT_GRAD", conv_weight_grad)  # AVX-512 CPUs / the others
     torch.manual_seed(0)
     x = torch.randn(*shape)
     w, b = torch.randn(40, 24), (torch.randn(40) if bias else None)
@@ -59,7 +61,11 @@ def test_float32_cpu_runs_on_onednn_in_training_and_inference():
     assert x.grad is not None and m.weight.grad is not None and m.bias.grad is not None
     big = torch.randn(L.CONV1X1_MIN_ROWS, 16, requires_grad=True)
     step = lambda: m(big).sum().backward()  # noqa: E731
-    assert _onednn_calls(step) == 1 and _calls(step, "convolution_backward") == 1  # both gradients in one call
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(L, "CONV1X1_WEIGHT_GRAD", True)  # AVX-512: both gradients in one oneDNN call
+        assert _onednn_calls(step) == 1 and _calls(step, "convolution_backward") == 1 and _calls(step, "aten::mm") == 0
+        mp.setattr(L, "CONV1X1_WEIGHT_GRAD", False)  # elsewhere: dX on oneDNN, dW on mm
+        assert _calls(step, "convolution_backward") == 1 and _calls(step, "aten::mm") == 1
 
 
 @pytest.mark.parametrize("need", ["x", "w", "both"])
@@ -151,21 +157,21 @@ def test_linear_is_a_drop_in_nn_linear():
 
 
 def test_environment_switch():
-    assert L.kernel_from_env(" oneDNN ", avx512=False) and not L.kernel_from_env("aten", avx512=True)
-    # auto (the default): oneDNN on AVX-512 CPUs only
-    assert L.kernel_from_env(None, avx512=True) and not L.kernel_from_env(None, avx512=False)
-    assert L.kernel_from_env("auto", avx512=True) and not L.kernel_from_env("AUTO", avx512=False)
+    assert L.kernel_from_env(" oneDNN ") and not L.kernel_from_env("aten") and not L.kernel_from_env("ATEN")
+    assert L.kernel_from_env(None) and L.kernel_from_env("auto")  # the default: oneDNN on every CPU
     with pytest.raises(ValueError, match="SWINRMT_CPU_LINEAR='mkl' is not valid"):
-        L.kernel_from_env("mkl", avx512=True)
+        L.kernel_from_env("mkl")
+    # the weight gradient on oneDNN's 1x1-convolution backward only where the CPU has AVX-512
+    assert L.CONV1X1_WEIGHT_GRAD == L.eager.cpu_has_avx512()
 
 
 def test_cpu_kernels_environment_switch():
-    """SWINRMT_CPU_KERNELS: auto (the default) builds and runs swinrmt's C++ kernels on AVX-512 CPUs only."""
+    """SWINRMT_CPU_KERNELS: auto (the default) and 1 build and run swinrmt's C++ kernels, 0 does not."""
     from swinrmt.layers import eager
     from swinrmt.layers.cpu_kernels import enabled_from_env
 
-    assert enabled_from_env(None, avx512=True) and not enabled_from_env(None, avx512=False)
-    assert enabled_from_env("1", avx512=False) and not enabled_from_env(" 0 ", avx512=True)
+    assert enabled_from_env(None) and enabled_from_env("AUTO") and enabled_from_env("1")
+    assert not enabled_from_env(" 0 ")
     with pytest.raises(ValueError, match="SWINRMT_CPU_KERNELS='yes' is not valid"):
-        enabled_from_env("yes", avx512=True)
+        enabled_from_env("yes")
     assert eager.cpu_has_avx512() == ("AVX512" in torch.backends.cpu.get_cpu_capability())

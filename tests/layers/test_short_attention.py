@@ -5,7 +5,11 @@ masked keys, every supported length and head dim; plus when `biased_attention` r
 """
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -186,6 +190,40 @@ def test_build_is_cached_and_a_failed_build_is_one_clear_error(tmp_path, monkeyp
     with pytest.raises(RuntimeError, match="false"):
         cpu_kernels.build(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [first.name]  # no partial file left behind
+
+
+def test_extra_compiler_flags_are_part_of_the_cache_key(tmp_path, monkeypatch):
+    monkeypatch.delenv(cpu_kernels.EXTRA_FLAGS_ENV, raising=False)
+    first = cpu_kernels.build(tmp_path)
+    monkeypatch.setenv(cpu_kernels.EXTRA_FLAGS_ENV, "-fno-such-flag-swinrmt")  # a new key, built and failing
+    with pytest.raises(RuntimeError, match="fno-such-flag-swinrmt"):
+        cpu_kernels.build(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [first.name]
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        return {f for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")
+                for f in ln.split(":", 1)[1].split()}
+    except OSError:
+        return set()
+
+
+@pytest.mark.skipif("avx512f" not in _cpu_flags() or "avx2" not in _cpu_flags(),
+                    reason="needs an AVX-512 CPU: there the kernels build with 16-float vectors, and with "
+                           "-mno-avx512f with the 8-float ones that AVX2 CPUs run; elsewhere only one width can run")
+def test_the_other_vector_width_too(tmp_path):
+    """The tests above run the width this CPU builds (csrc/vec.h: 16 floats on AVX-512, 8 on AVX2). On an AVX-512 CPU,
+    run the kernels' value and gradient tests again on the 8-float build, so both widths are checked on one machine."""
+    env = dict(os.environ, SWINRMT_KERNEL_CFLAGS="-mno-avx512f", SWINRMT_CACHE_DIR=str(tmp_path))
+    tests = Path(__file__).parent
+    select = "every_length or broadcast_bias or zero_weight or equal or strided or gelu_matches or match_pytorch"
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", select,
+                        str(tests / "test_short_attention.py"), str(tests / "test_depthwise.py")],
+                       capture_output=True, text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    built = list((tmp_path / "kernels").glob("swinrmt_kernels-*.so"))
+    assert len(built) == 1  # the 8-float library was built and used, not the cached default one
 
 
 def test_unavailable_kernel_warns_once_and_falls_back(monkeypatch, tmp_path):

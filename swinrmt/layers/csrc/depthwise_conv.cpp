@@ -10,8 +10,8 @@
 //   input grad   the same kernel with the flipped weights on g, res = g for a self residual, and for GELU the result
 //                times GELU'(h): dh = GELU'(h) (conv^T(g) + g) in one pass;
 //   weight grad  dW[t, c] = sum g * a (shifted), dbias = sum g, a recomputed from x per row (never stored).
-// One row of outputs at a time, the K*K weights of a 16-channel block in registers, NB adjacent outputs sharing the
-// loaded inputs. Work splits into (image, row chunk) tasks across OpenMP threads.
+// One row of outputs at a time, the K*K weights of a W-channel block (vec.h) in registers, NB adjacent outputs sharing
+// the loaded inputs. Work splits into (image, row chunk) tasks across OpenMP threads.
 //
 // Built at first use with short_attention.cpp into one library by swinrmt/layers/cpu_kernels.py, called via ctypes.
 #include <algorithm>
@@ -21,7 +21,7 @@
 
 #include <omp.h>
 
-#include "vec16.h"
+#include "vec.h"
 
 namespace {
 

@@ -8,12 +8,13 @@
 // OpenMP threads. Inputs are read through strides (the token layout of the projections), outputs written the same way.
 //
 // Built at first use by swinrmt/layers/short_attention.py (c++ -O3 -march=native -fopenmp), called through ctypes.
-// Vector code uses GCC/Clang vector extensions (16 floats): AVX-512 where the CPU has it, narrower registers otherwise.
+// Vector code uses GCC/Clang vector extensions, W floats a vector (vec.h: 16 on AVX-512, 8 on AVX2); the register
+// blocks (QB, PB, KB below) are sized for each width's register file.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 
-#include "vec16.h"
+#include "vec.h"
 
 namespace {
 
@@ -43,6 +44,7 @@ inline vf vsigmoid(vf x) {
     return 1.0f / (1.0f + vexp(nx));
 }
 
+#if defined(__AVX512F__)
 // In-lane and cross-lane shuffles of a 16 x 16 transpose (32-bit, then 64-bit interleaves within 128-bit lanes,
 // then lane moves): 64 shuffles instead of 256 scalar loads and stores.
 inline vf unpack_lo(vf a, vf b) {
@@ -70,8 +72,8 @@ inline vf lanes_odd(vf a, vf b) {
     return __builtin_shufflevector(a, b, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
 }
 
-// out[c][j] = m[j * ms + c] for a 16 x 16 block.
-inline void transpose16(const float* m, int64_t ms, float* out, int64_t os) {
+// out[c][j] = m[j * ms + c] for a W x W block.
+inline void transpose_block(const float* m, int64_t ms, float* out, int64_t os) {
     vf t[16], u[16];
     for (int i = 0; i < 16; i += 2) {
         const vf a = loadu(m + i * ms), b = loadu(m + (i + 1) * ms);
@@ -93,13 +95,53 @@ inline void transpose16(const float* m, int64_t ms, float* out, int64_t os) {
         storeu(out + (12 + k) * os, lanes_odd(ahi, bhi));
     }
 }
+#else
+// The 8 x 8 transpose (32-bit, then 64-bit interleaves within 128-bit lanes, then lane moves): 24 shuffles.
+inline vf unpack_lo(vf a, vf b) { return __builtin_shufflevector(a, b, 0, 8, 1, 9, 4, 12, 5, 13); }
+inline vf unpack_hi(vf a, vf b) { return __builtin_shufflevector(a, b, 2, 10, 3, 11, 6, 14, 7, 15); }
+inline vf unpack_lo2(vf a, vf b) { return __builtin_shufflevector(a, b, 0, 1, 8, 9, 4, 5, 12, 13); }
+inline vf unpack_hi2(vf a, vf b) { return __builtin_shufflevector(a, b, 2, 3, 10, 11, 6, 7, 14, 15); }
+inline vf lanes_lo(vf a, vf b) { return __builtin_shufflevector(a, b, 0, 1, 2, 3, 8, 9, 10, 11); }
+inline vf lanes_hi(vf a, vf b) { return __builtin_shufflevector(a, b, 4, 5, 6, 7, 12, 13, 14, 15); }
+
+// out[c][j] = m[j * ms + c] for a W x W block.
+inline void transpose_block(const float* m, int64_t ms, float* out, int64_t os) {
+    vf t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        const vf a = loadu(m + i * ms), b = loadu(m + (i + 1) * ms);
+        t[i] = unpack_lo(a, b);  // lane l: columns 0, 1, 4, 5 of rows i, i + 1, interleaved
+        t[i + 1] = unpack_hi(a, b);
+    }
+    for (int g = 0; g < 8; g += 4) {  // u[g + k]: column k (lanes 0-3) and k + 4 (lanes 4-7) of rows g .. g + 3
+        u[g] = unpack_lo2(t[g], t[g + 2]);
+        u[g + 1] = unpack_hi2(t[g], t[g + 2]);
+        u[g + 2] = unpack_lo2(t[g + 1], t[g + 3]);
+        u[g + 3] = unpack_hi2(t[g + 1], t[g + 3]);
+    }
+    for (int k = 0; k < 4; ++k) {
+        storeu(out + k * os, lanes_lo(u[k], u[4 + k]));
+        storeu(out + (4 + k) * os, lanes_hi(u[k], u[4 + k]));
+    }
+}
+#endif
+
+// Register blocks: QB query rows of LV score vectors (the forward; QB_BWD in the backward, which keeps two sets),
+// PB output rows of DV vectors. AVX-512 has 32 vector registers, AVX2 16.
+#if defined(__AVX512F__)
+constexpr int qb_for(int lv) { return lv == 1 ? 8 : 4; }
+constexpr int qb_bwd_for(int lv) { return lv == 1 ? 8 : 4; }
+#else
+constexpr int qb_for(int lv) { return lv == 1 ? 8 : (lv == 2 ? 4 : (lv == 4 ? 2 : 1)); }
+constexpr int qb_bwd_for(int lv) { return lv == 1 ? 4 : (lv == 2 ? 2 : 1); }
+#endif
+constexpr int pb_for(int dv) { return dv >= 8 ? 1 : 8 / dv; }
 
 // M^T of the L x D rows at stride ms, zero-padded to LP columns: the B operand of S = Q K^T (and of dO V^T).
 template <int D, int L, int LP>
 inline void transpose_rows(const float* m, int64_t ms, float (*mt)[LP]) {
-    if constexpr (L % 16 == 0) {
-        for (int j = 0; j < L; j += 16)
-            for (int c = 0; c < D; c += 16) transpose16(m + j * ms + c, ms, &mt[c][j], LP);
+    if constexpr (L % W == 0) {
+        for (int j = 0; j < L; j += W)
+            for (int c = 0; c < D; c += W) transpose_block(m + j * ms + c, ms, &mt[c][j], LP);
         return;
     }
     for (int j = 0; j < L; ++j)
@@ -132,7 +174,7 @@ void forward_one(const float* q, int64_t qs, const float* k, int64_t ks, const f
                  float scale, const float* rc = nullptr, const float* rsn = nullptr, int64_t rs = 0) {
     constexpr int LV = (L + W - 1) / W, LP = LV * W, DV = D / W;
     // rows per block (powers of two, so they divide L): QB * LV score and PB * DV output accumulators in registers
-    constexpr int QB = std::min(LV == 1 ? 8 : 4, L), PB = std::min(DV == 1 ? 8 : (DV == 2 ? 4 : 2), L);
+    constexpr int QB = std::min(qb_for(LV), L), PB = std::min(pb_for(DV), L);
     alignas(64) float kt[D][LP];
     alignas(64) float p[L][LP];
     alignas(64) float inv[L];
@@ -172,7 +214,7 @@ void forward_one(const float* q, int64_t qs, const float* k, int64_t ks, const f
                 inv[i] = 1.0f;
                 continue;
             }
-            if constexpr (L % 16 == 0) {  // scores now, the softmax below on 16-row groups
+            if constexpr (L % W == 0) {  // scores now, the softmax below on W-row groups
                 for (int jv = 0; jv < LV; ++jv) *(vf*)&p[i][jv * W] = s[ii][jv] + loadu(bias + i * bs + jv * W);
                 continue;
             }
@@ -193,13 +235,13 @@ void forward_one(const float* q, int64_t qs, const float* k, int64_t ks, const f
             if (lse) lse[i] = mx + std::log(total);
         }
     }
-    // Softmax of 16 rows at a time, transposed: pt[j] holds score j of the 16 rows, so the row max and sum are
+    // Softmax of W rows at a time, transposed: pt[j] holds score j of the W rows, so the row max and sum are
     // elementwise over j (no horizontal reductions); P stays transposed for the product with V.
-    constexpr bool GROUPED = !SIG && L % 16 == 0;
-    alignas(64) float pt[GROUPED ? L / 16 : 1][GROUPED ? L : 1][16];
+    constexpr bool GROUPED = !SIG && L % W == 0;
+    alignas(64) float pt[GROUPED ? L / W : 1][GROUPED ? L : 1][W];
     if constexpr (GROUPED) {
-        for (int g = 0; g < L / 16; ++g) {
-            for (int j = 0; j < L; j += 16) transpose16(&p[g * 16][j], LP, &pt[g][j][0], 16);
+        for (int g = 0; g < L / W; ++g) {
+            for (int j = 0; j < L; j += W) transpose_block(&p[g * W][j], LP, &pt[g][j][0], W);
             vf m = *(const vf*)&pt[g][0][0];
             for (int j = 1; j < L; ++j) m = vmax(m, *(const vf*)&pt[g][j][0]);
             vf sum = vf{};
@@ -208,9 +250,9 @@ void forward_one(const float* q, int64_t qs, const float* k, int64_t ks, const f
                 *(vf*)&pt[g][j][0] = e;
                 sum += e;
             }
-            *(vf*)&inv[g * 16] = 1.0f / sum;
+            *(vf*)&inv[g * W] = 1.0f / sum;
             if (lse)
-                for (int t = 0; t < 16; ++t) lse[g * 16 + t] = m[t] + std::log(sum[t]);
+                for (int t = 0; t < W; ++t) lse[g * W + t] = m[t] + std::log(sum[t]);
         }
     }
     for (int i0 = 0; i0 < L; i0 += PB) {
@@ -221,7 +263,7 @@ void forward_one(const float* q, int64_t qs, const float* k, int64_t ks, const f
             vf vr[DV];
             for (int c = 0; c < DV; ++c) vr[c] = loadu(v + j * vs + c * W);
             for (int ii = 0; ii < PB; ++ii) {
-                const float pj = GROUPED ? pt[(i0 + ii) / 16][j][(i0 + ii) % 16] : p[i0 + ii][j];
+                const float pj = GROUPED ? pt[(i0 + ii) / W][j][(i0 + ii) % W] : p[i0 + ii][j];
                 for (int c = 0; c < DV; ++c) acc[ii][c] += pj * vr[c];
             }
         }
@@ -239,7 +281,7 @@ void backward_one(const float* q, int64_t qs, const float* k, int64_t ks, const 
                   const float* go, int64_t gos, const float* lse, float* dq, int64_t dqs, float* dk, int64_t dks,
                   float* dv, int64_t dvs, float scale) {
     constexpr int LV = (L + W - 1) / W, LP = LV * W, DV = D / W;
-    constexpr int QB = std::min(LV == 1 ? 8 : 4, L), PB = std::min(DV == 1 ? 8 : (DV == 2 ? 4 : 2), L);
+    constexpr int QB = std::min(qb_bwd_for(LV), L), PB = std::min(pb_for(DV), L);
     constexpr int KB = PB > 1 ? PB / 2 : 1;  // key rows per dK/dV block: 2 * KB * DV accumulators
     alignas(64) float kt[D][LP];
     alignas(64) float vt[D][LP];
