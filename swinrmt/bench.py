@@ -261,8 +261,13 @@ def _machine_info(device: torch.device) -> dict[str, Any]:
     info: dict[str, Any] = {
         "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
         "device": str(device), "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-        "cpu": platform.processor(),
+        "cpu": platform.processor(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
+    if device.type == "cpu":  # which CPU paths ran (swinrmt.layers: the C++ kernels, the projections' GEMM)
+        from .layers import cpu_kernels, linear
+
+        info["cpu_kernels"] = cpu_kernels.ENABLED
+        info["cpu_linear"] = "onednn" if linear.ONEDNN else "aten"
     try:
         with open("/proc/cpuinfo") as f:
             info["cpu"] = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), info["cpu"])

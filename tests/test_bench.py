@@ -96,6 +96,7 @@ def test_bench_cli_writes_json(tmp_path, capsys):
     assert {"machine", "config", "peak_flops", "peak_flops_by_kernel", "results", "load_avg_start",
             "load_avg_end"} <= rep.keys()
     assert len(rep["results"]) == 4
+    assert {"cpu_capability", "cpu_kernels", "cpu_linear"} <= rep["machine"].keys()  # which CPU paths ran
     for row in rep["results"]:
         assert set(bench.SCHEMA_KEYS) <= row.keys()
         assert row["images_per_s"] > 0 and 0 < row["mfu"] < 1.5

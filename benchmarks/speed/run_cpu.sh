@@ -144,14 +144,18 @@ uptime
 # 16. (twelfth session, 2026-12-04, the same AVX2 EPYC, shared: its matmul peak swung between 26 and 86 GFLOP/s)
 #     the CPU kernels built with 8-float vectors on AVX2 (csrc/vec.h) and oneDNN projections on every CPU, with the
 #     weight gradient on mm off AVX-512: each switch on/off at batch 64, then the target table at the new defaults.
+#     At 26335dd (before the change) the first two ran as
+#     `SWINRMT_CPU_LINEAR=onednn python benchmarks/speed/ab_switch.py onednn_linear --steps 6` and
+#     `SWINRMT_CPU_LINEAR=onednn python benchmarks/speed/ab_switch.py conv1x1_grads --mode train --steps 5`.
 uptime
-python benchmarks/speed/ab_switch.py onednn_linear --steps 6
+python benchmarks/speed/ab_switch.py onednn_linear --mode train --steps 5
 python benchmarks/speed/ab_switch.py short_attention --steps 5
 python benchmarks/speed/ab_switch.py depthwise_kernel --steps 5
 python benchmarks/speed/ab_switch.py short_attention --mode infer --steps 8
 python benchmarks/speed/ab_switch.py fold_rotary --mode infer --steps 8
 python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 \
   --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_session12.json
+python benchmarks/speed/ffn_routes.py --repeats 6
 python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode infer --precision fp32 --no-memory \
   --steps 10 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_infer_rerun_session12.json
 uptime
