@@ -125,7 +125,7 @@ inline void transpose_block(const float* m, int64_t ms, float* out, int64_t os) 
 }
 #endif
 
-// Register blocks: QB query rows of LV score vectors (the forward; QB_BWD in the backward, which keeps two sets),
+// Register blocks: QB query rows of LV score vectors (qb_for: the forward; qb_bwd_for: the backward, two sets),
 // PB output rows of DV vectors. AVX-512 has 32 vector registers, AVX2 16.
 #if defined(__AVX512F__)
 constexpr int qb_for(int lv) { return lv == 1 ? 8 : 4; }
