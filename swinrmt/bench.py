@@ -13,6 +13,9 @@ What is measured, and how (so that figures from different commits and machines c
   every timed round; the peak is the best of these samples (another process on the machine can only lower a sample).
   On CPU each sample is the faster of aten's mm (MKL) and oneDNN, the GEMM the models' projections run on
   (`swinrmt.layers.linear`); `peak_flops_by_kernel` in the JSON keeps both rates of the first sample.
+  `mfu_paired` divides each timed step by the peak sample of its own round and takes the median: on a machine whose
+  speed drifts (a shared VM), it compares each step with what the matmul reached at that time, where `mfu` compares
+  the median step with the best moment of the whole run.
 - Peak memory. CUDA: each model's warm-up steps run alone, one model after another, and `peak_mem_mb` is
   `torch.cuda.max_memory_allocated()` over them minus what was allocated before its first step (so, as on CPU, the
   memory the step itself needs: activations, gradients, optimizer state, workspace; not the weights). CPU: torch's CPU allocator keeps no
@@ -60,7 +63,8 @@ DEFAULT_MODELS = ("rmt_tiny", "gated_swinrmt_retention_tiny", "gated_swinrmt_swa
 SCHEMA_KEYS = ("model", "mode", "precision", "device", "img_size", "batch", "params", "stem_stride", "window",
                "images_per_s", "step_ms", "step_ms_p10", "step_ms_p90", "step_ms_all", "flops_per_image",
                "flops_per_step", "achieved_flops", "peak_flops", "mfu", "peak_mem_mb", "rss_peak_mb",
-               "step_time_ratio", "peak_mem_ratio", "baseline", "first_step_s", "compiled_rel_error")
+               "step_time_ratio", "peak_mem_ratio", "baseline", "first_step_s", "compiled_rel_error",
+               "mfu_paired", "peak_flops_rounds")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -373,8 +377,10 @@ def _run_bench(models, img_size, batch, modes, precisions, steps, warmup, dev, c
                 if compile and mode == "infer":
                     compile_err[r.name] = r.compiled_rel_error()
             times: dict[str, list[float]] = {r.name: [] for r in runners}
+            round_peaks: list[float] = []
             for _ in range(steps):  # interleaved rounds: load drift hits every model alike (the peak matmul too)
-                peaks.append(measure_peak_flops(dev, precision, repeats=3))
+                round_peaks.append(measure_peak_flops(dev, precision, repeats=3))
+                peaks.append(round_peaks[-1])
                 for r in runners:
                     times[r.name].append(r.step())
             del runners
@@ -393,6 +399,8 @@ def _run_bench(models, img_size, batch, modes, precisions, steps, warmup, dev, c
                     "flops_per_step": fps, "achieved_flops": fps / med, "peak_flops": peak,
                     "mfu": mfu(fps, med, peak), "peak_mem_mb": None, "rss_peak_mb": None,
                     "first_step_s": first_step.get(name), "compiled_rel_error": compile_err.get(name),
+                    "mfu_paired": statistics.median(mfu(fps, t, p) for t, p in zip(times[name], round_peaks)),
+                    "peak_flops_rounds": round_peaks,
                 }
                 if memory and dev.type == "cuda":
                     row["peak_mem_mb"] = cuda_mem.get(name)

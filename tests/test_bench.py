@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 
 import pytest
 import torch
@@ -103,6 +104,9 @@ def test_bench_cli_writes_json(tmp_path, capsys):
         assert row["flops_per_step"] == row["flops_per_image"] * 2 * (3 if row["mode"] == "train" else 1)
         assert row["achieved_flops"] == pytest.approx(row["flops_per_step"] / (row["step_ms"] / 1e3))
         assert len(row["step_ms_all"]) == 2
+        # each step against its own round's peak sample, then the median
+        paired = [row["flops_per_step"] / (t / 1e3) / p for t, p in zip(row["step_ms_all"], row["peak_flops_rounds"])]
+        assert len(row["peak_flops_rounds"]) == 2 and row["mfu_paired"] == pytest.approx(statistics.median(paired))
     base = [r for r in rep["results"] if r["model"] == "rmt_nano"]
     assert all(r["step_time_ratio"] == 1.0 for r in base)
     assert "rmt_nano" in capsys.readouterr().out

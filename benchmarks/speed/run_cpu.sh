@@ -158,4 +158,6 @@ python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer 
 python benchmarks/speed/ffn_routes.py --repeats 6
 python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode infer --precision fp32 --no-memory \
   --steps 10 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_infer_rerun_session12.json
+python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 \
+  --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_rerun_session12.json
 uptime

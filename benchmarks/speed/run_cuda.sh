@@ -13,7 +13,9 @@
 # variants' training graphs took over 195 s (run_cuda_session11.log). Phase 1 compiles every (model, mode, batch) in
 # parallel processes, which fills Inductor's on-disk caches; phase 2 then times the models side by side in one process
 # per table, where compiling is a cache hit (7-13 s a graph). Timings come from phase 2 only, run alone. Whether the
-# default budget fits the compiled training table is not yet seen: the eleventh session's device time ran out first.
+# default budget fits the compiled training table is not yet seen: the eleventh session's device time ran out first,
+# and the twelfth session's loan was refused. bench writes each table's JSON after every finished (precision, mode)
+# group, so a table cut off in inference still keeps its training rows.
 set -uo pipefail
 OUT=${OUT:-benchmarks/speed}
 PY=${PYTHON:-python3}
