@@ -2,7 +2,7 @@
 
 `csrc/short_attention.cpp` (softmax / sigmoid attention over short sequences) and `csrc/depthwise_conv.cpp`
 (depthwise convs with their elementwise neighbours fused) share the vector helpers of `csrc/vec.h` and build into
-one library with the system C++ compiler (`$CXX`, else c++/g++/clang++) as `-O3 -march=native -fopenmp` (about 8 s).
+one library with the system C++ compiler (`$CXX`, else c++/g++/clang++) as `-O3 -march=native -fopenmp` (8-40 s).
 No PyTorch headers and no ninja, unlike `torch.utils.cpp_extension`: the kernels take raw pointers and strides, so a
 compiler is all they need. The library is cached under `$SWINRMT_CACHE_DIR` (default `~/.cache/swinrmt`)/kernels by a
 hash of the sources, compiler, flags and CPU, written to a temporary file and renamed (concurrent processes never load
