@@ -11,6 +11,7 @@ then one per round, group after group).
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 
 
@@ -33,9 +34,7 @@ def paired_mfu(rep: dict, r: dict) -> float | None:
         return None
     g = modes.index(r["mode"])
     rounds = samples[1 + g * steps:1 + (g + 1) * steps]
-    per_step = sorted(r["flops_per_step"] / (t / 1e3) / p for t, p in zip(r["step_ms_all"], rounds))
-    n = len(per_step)
-    return per_step[n // 2] if n % 2 else (per_step[n // 2 - 1] + per_step[n // 2]) / 2
+    return statistics.median(r["flops_per_step"] / (t / 1e3) / p for t, p in zip(r["step_ms_all"], rounds))
 
 
 def mm_peak(rep: dict, precision: str) -> float | None:

@@ -129,7 +129,7 @@ inline void transpose_block(const float* m, int64_t ms, float* out, int64_t os) 
 // PB output rows of DV vectors. AVX-512 has 32 vector registers, AVX2 16.
 #if defined(__AVX512F__)
 constexpr int qb_for(int lv) { return lv == 1 ? 8 : 4; }
-constexpr int qb_bwd_for(int lv) { return lv == 1 ? 8 : 4; }
+constexpr int qb_bwd_for(int lv) { return qb_for(lv); }
 #else
 constexpr int qb_for(int lv) { return lv == 1 ? 8 : (lv == 2 ? 4 : (lv == 4 ? 2 : 1)); }
 constexpr int qb_bwd_for(int lv) { return lv == 1 ? 4 : (lv == 2 ? 2 : 1); }
