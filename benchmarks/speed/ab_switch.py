@@ -1,20 +1,28 @@
 """One speed change, on and off, interleaved step by step in one process: its whole-model effect, measured.
 
     python benchmarks/speed/ab_switch.py SWITCH [--model rmt_tiny] [--mode infer train] [--steps 6] [--stem-stride 4]
+                                        [--base REV]
 
-SWITCH is one of SWITCHES. Off restores the plain code the change replaced, so the ratio is that change alone,
+SWITCH is one of SWITCHES. `kernels --base REV` compares the C++ kernel library built from this checkout's
+swinrmt/layers/csrc (on) with the one built from git revision REV's (off); both must have the same entry points. Off restores the plain code the change replaced, so the ratio is that change alone,
 with everything else equal. Steps alternate on/off (and swap the order every round), so a shared machine's load
 drifts hit both sides alike. Batch 64 at 64 px, fp32, the allocator as swinrmt.runtime sets it.
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
+import io
 import statistics
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
 
 import torch
 
 from swinrmt.bench import _Runner
-from swinrmt.layers import conv, depthwise, eager, gates, linear, rotary, short_attention
+from swinrmt.layers import conv, cpu_kernels, depthwise, eager, gates, linear, rotary, short_attention
 from swinrmt.layers.mixers import axial
 from swinrmt.runtime import keep_freed_memory
 
@@ -92,6 +100,22 @@ SWITCHES = {  # each switch: (on, the _Runner) -> None
 TRAIN_ONLY = {"fused_optimizer"}  # no effect on inference (no optimizer there)
 
 
+def kernels_at(rev: str):
+    """The `kernels` switch: this checkout's kernel library (on) or revision `rev`'s (off), built from its csrc/."""
+    root = Path(__file__).resolve().parents[2]
+    archive = subprocess.run(["git", "-C", str(root), "archive", rev, "swinrmt/layers/csrc"], capture_output=True)
+    if archive.returncode != 0:
+        raise SystemExit(f"git archive {rev}: {archive.stderr.decode().strip()}")
+    current = cpu_kernels.load()
+    if current is None:
+        raise SystemExit("the CPU kernels are off or cannot be built here: nothing to compare")
+    with tempfile.TemporaryDirectory(prefix="swinrmt-csrc-") as src, \
+            tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(src, filter="data")  # refuses members that would land outside src
+        base = cpu_kernels.declare(ctypes.CDLL(str(cpu_kernels.build(csrc=Path(src) / "swinrmt/layers/csrc"))))
+    return lambda on, runner: setattr(cpu_kernels, "_lib", current if on else base)
+
+
 def measure(switch: str, model: str, mode: str, steps: int, stem_stride: int | None = None) -> tuple[float, float]:
     kwargs = {"stem_stride": stem_stride} if stem_stride else {}
     # the step `swinrmt bench` times
@@ -113,12 +137,17 @@ def measure(switch: str, model: str, mode: str, steps: int, stem_stride: int | N
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("switch", choices=sorted(SWITCHES))
+    p.add_argument("switch", choices=sorted([*SWITCHES, "kernels"]))
     p.add_argument("--model", default="rmt_tiny")
     p.add_argument("--mode", nargs="+", choices=("infer", "train"), default=["infer", "train"])
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--stem-stride", type=int, default=None, help="4: the public RMT-T layout at 64 px")
+    p.add_argument("--base", help="kernels: the git revision to compare with")
     a = p.parse_args()
+    if (a.switch == "kernels") != (a.base is not None):
+        p.error("--base goes with the kernels switch, and the kernels switch needs --base")
+    if a.base:
+        SWITCHES["kernels"] = kernels_at(a.base)
     keep_freed_memory()
     for mode in a.mode:
         if mode == "infer" and a.switch in TRAIN_ONLY:

@@ -6,8 +6,9 @@
 Route "kernel": fc1 on oneDNN, then swinrmt's depthwise kernel runs GELU(h) + conv(GELU(h)) in one pass, then fc2.
 Route "oneDNN": fc1 with GELU as oneDNN's post-op, oneDNN's depthwise conv with the residual fused, then fc2 (what
 runs with `depthwise.ENABLED = False`). The FFN shapes (tokens, dim, hidden) are read off the model by one forward;
-each is timed as the whole module on both routes and as its parts (fc1, fc1 + GELU, the depthwise pass, fc2), beside
-a 2048^3 matmul, alternating within each repeat (best repeat kept). Totals weight each shape by its count.
+each is timed as the whole module on both routes and as its parts (fc1, fc1 + GELU, the depthwise pass, the same pass
+without GELU, fc2), beside a 2048^3 matmul, alternating within each repeat (best repeat kept). Totals weight each shape
+by its count.
 """
 from __future__ import annotations
 
@@ -45,9 +46,9 @@ def main() -> None:
     torch.manual_seed(0)
     print(f"{model_label(a)}, {torch.get_num_threads()} threads, inference; best of {a.repeats} (ms; GFLOP/s of the "
           "two products)")
-    print("| input | count | kernel route | oneDNN route | ratio | fc1 | fc1 + GELU | depthwise pass | fc2 | "
-          "2048^3 matmul GFLOP/s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| input | count | kernel route | oneDNN route | ratio | fc1 | fc1 + GELU | depthwise pass | its conv + "
+          "residual alone | fc2 | 2048^3 matmul GFLOP/s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     totals: collections.Counter = collections.Counter()
     sq, sq2 = torch.randn(2048, 2048), torch.randn(2048, 2048)
 
@@ -68,6 +69,7 @@ def main() -> None:
                 "fc1": lambda: L._onednn(x, fc1.weight, fc1.bias),
                 "fc1 gelu": lambda: torch.ops.mkldnn._linear_pointwise(x, fc1.weight, fc1.bias, "gelu", [], "none"),
                 "dw": lambda: depthwise.depthwise_conv(h, conv.weight, conv.bias, "self", "gelu"),
+                "dw plain": lambda: depthwise.depthwise_conv(h, conv.weight, conv.bias, "self", None),
                 "fc2": lambda: L._onednn(h, fc2.weight, fc2.bias),
                 "square": lambda: sq @ sq2}, a.repeats)
             for k, v in r.items():
@@ -75,9 +77,11 @@ def main() -> None:
             gflop = 2 * x.numel() * fc1.out_features / 1e9  # each of fc1, fc2
             print(f"| {tuple(shape)} | {count} | {r['kernel']:.1f} | {r['onednn']:.1f} | {r['kernel'] / r['onednn']:.3f} "
                   f"| {r['fc1']:.1f} ({gflop / r['fc1'] * 1e3:.0f}) | {r['fc1 gelu']:.1f} | {r['dw']:.1f} "
+                  f"| {r['dw plain']:.1f} "
                   f"| {r['fc2']:.1f} ({gflop / r['fc2'] * 1e3:.0f}) | {2 * 2048 ** 3 / r['square'] / 1e6:.0f} |")
     print(f"| per step | | {totals['kernel']:.0f} | {totals['onednn']:.0f} | {totals['kernel'] / totals['onednn']:.3f} "
-          f"| {totals['fc1']:.0f} | {totals['fc1 gelu']:.0f} | {totals['dw']:.0f} | {totals['fc2']:.0f} | |")
+          f"| {totals['fc1']:.0f} | {totals['fc1 gelu']:.0f} | {totals['dw']:.0f} | {totals['dw plain']:.0f} "
+          f"| {totals['fc2']:.0f} | |")
 
 
 if __name__ == "__main__":

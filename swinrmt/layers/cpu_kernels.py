@@ -60,8 +60,11 @@ def _cpu_signature() -> str:
         return platform.machine() + platform.processor()
 
 
-def build(out_dir: Path | None = None) -> Path:
-    """Compile the library (or find it in the cache) and return its path; RuntimeError naming the reason."""
+def build(out_dir: Path | None = None, csrc: Path | None = None) -> Path:
+    """Compile the library (or find it in the cache) and return its path; RuntimeError naming the reason. `csrc`: a
+    folder with other versions of the sources (benchmarks/speed/ab_switch.py builds an older revision's to compare)."""
+    sources = [(csrc or CSRC) / f.name for f in SOURCES]
+    headers = [(csrc or CSRC) / f.name for f in HEADERS]
     cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
     if not cxx:
         raise RuntimeError("no C++ compiler found (set CXX or install g++)")
@@ -71,7 +74,7 @@ def build(out_dir: Path | None = None) -> Path:
         raise RuntimeError(f"{cxx} --version failed: {e}") from None
     flags = (*FLAGS, *os.environ.get(EXTRA_FLAGS_ENV, "").split())
     digest = hashlib.sha256()
-    for part in (*(f.read_bytes() for f in SOURCES + HEADERS), cxx.encode(), version.encode(),
+    for part in (*(f.read_bytes() for f in sources + headers), cxx.encode(), version.encode(),
                  " ".join(flags).encode(), _cpu_signature().encode()):
         digest.update(part)
     folder = out_dir or cache_dir()
@@ -81,7 +84,7 @@ def build(out_dir: Path | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{lib.name}.{os.getpid()}.{threading.get_ident()}.tmp"
     try:
-        r = subprocess.run([cxx, *flags, *map(str, SOURCES), "-o", str(tmp)], capture_output=True, text=True,
+        r = subprocess.run([cxx, *flags, *map(str, sources), "-o", str(tmp)], capture_output=True, text=True,
                            timeout=600)
         if r.returncode != 0:
             first = next((ln for ln in r.stderr.splitlines() if "error" in ln), r.stderr.strip()[:200])
@@ -104,14 +107,19 @@ def load() -> ctypes.CDLL | None:
                 warnings.warn(f"swinrmt: the CPU kernels are off ({e}); using PyTorch's ops", RuntimeWarning,
                               stacklevel=3)
                 return None
-            p, i64, i32, f32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
-            lib.short_attention_forward.argtypes = [p] * 7 + [i64] * 4 + [p] * 4 + [i64, f32, i32]
-            lib.short_attention_backward.argtypes = [p] * 11 + [i64] * 4 + [p, p, f32, i32]
-            lib.short_attention_set_prefetch.argtypes, lib.short_attention_set_prefetch.restype = [i32], i32
-            lib.dwconv_forward.argtypes = [p] * 4 + [i32, i32, p, p] + [i64] * 5 + [p, i32]
-            lib.dwconv_weight_grad.argtypes = [p, p, i32, p] + [i64] * 5 + [p, i32]
-            _lib = lib
+            _lib = declare(lib)
     return _lib
+
+
+def declare(lib: ctypes.CDLL) -> ctypes.CDLL:
+    """Give the library's entry points their C signatures (ctypes would pass every integer as a 32-bit int)."""
+    p, i64, i32, f32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
+    lib.short_attention_forward.argtypes = [p] * 7 + [i64] * 4 + [p] * 4 + [i64, f32, i32]
+    lib.short_attention_backward.argtypes = [p] * 11 + [i64] * 4 + [p, p, f32, i32]
+    lib.short_attention_set_prefetch.argtypes, lib.short_attention_set_prefetch.restype = [i32], i32
+    lib.dwconv_forward.argtypes = [p] * 4 + [i32, i32, p, p] + [i64] * 5 + [p, i32]
+    lib.dwconv_weight_grad.argtypes = [p, p, i32, p] + [i64] * 5 + [p, i32]
+    return lib
 
 
 def available() -> bool:

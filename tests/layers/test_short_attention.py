@@ -6,6 +6,7 @@ masked keys, every supported length and head dim; plus when `biased_attention` r
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -199,6 +200,18 @@ def test_extra_compiler_flags_are_part_of_the_cache_key(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="fno-such-flag-swinrmt"):
         cpu_kernels.build(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [first.name]
+
+
+def test_build_reads_the_sources_of_the_folder_it_is_given(tmp_path):
+    """`build(csrc=...)` (how benchmarks/speed/ab_switch.py builds an older revision's kernels) compiles that folder's
+    sources, and the same sources give the same cached library."""
+    copy = tmp_path / "csrc"
+    shutil.copytree(cpu_kernels.CSRC, copy)
+    assert cpu_kernels.build(csrc=copy) == cpu_kernels.build()
+    source = copy / "depthwise_conv.cpp"
+    source.write_text(source.read_text() + "\n#error swinrmt-test-marker\n")
+    with pytest.raises(RuntimeError, match="swinrmt-test-marker"):
+        cpu_kernels.build(tmp_path / "out", csrc=copy)
 
 
 def _cpu_flags() -> set[str]:
