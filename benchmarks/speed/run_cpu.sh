@@ -161,3 +161,20 @@ python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode infer --prec
 python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 \
   --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_rerun_session12.json
 uptime
+
+# 17. (thirteenth session, 2026-12-04, the same AVX2 EPYC on a steadier stretch: matmul peak samples 58-70 GFLOP/s)
+#     GELU's erf in the depthwise kernel as a rational fit; the kernel library A/B against the previous revision's,
+#     the ConvFFN's routes and the stem / downsampling convs against the matmul, then the target table twice and the
+#     public RMT-T layout (stem stride 4).
+uptime
+python benchmarks/speed/fit_erf.py
+python benchmarks/speed/ab_switch.py kernels --base a961473 --mode infer train --steps 8
+python benchmarks/speed/ffn_routes.py --repeats 6
+python benchmarks/speed/dense_convs.py
+python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 \
+  --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_session13.json
+python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 \
+  --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_rerun_session13.json
+python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 --stem-stride 4 \
+  --steps 10 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_stem4_session13.json
+uptime
