@@ -6,7 +6,8 @@
 SWITCH is one of SWITCHES. Off restores the plain code the change replaced, so the ratio is that change alone,
 with everything else equal. `kernels --base REV` compares the C++ kernel library built from this checkout's
 swinrmt/layers/csrc (on) with the one built from git revision REV's (off); both must have the same entry points.
-Steps alternate on/off (and swap the order every round), so a shared machine's load drifts hit both sides alike. Batch 64 at 64 px, fp32, the allocator as swinrmt.runtime sets it.
+Steps alternate on/off (and swap the order every round), so a shared machine's load drifts hit both sides alike.
+Batch 64 at 64 px, fp32, the allocator as swinrmt.runtime sets it.
 """
 from __future__ import annotations
 
