@@ -236,11 +236,10 @@ def memory_child(spec: dict) -> dict:
     """Run inside a fresh process: RSS before the first step, kernel high-water mark after `mem_steps` steps."""
     torch.set_num_threads(spec["threads"])
     keep_freed_memory()  # measured under the allocator the timed steps ran under
-    from .layers import depthwise, short_attention
     from .layers.mixers import axial
 
     if spec.get("reference", False):  # a fresh process: the defaults hold unless the reference path is asked for
-        axial.FAST_PATH = short_attention.ENABLED = depthwise.ENABLED = False
+        axial.reference_path().__enter__()
     r = _Runner(spec["model"], spec["mode"], spec["precision"], spec["img_size"], spec["batch"],
                 torch.device("cpu"), spec["num_classes"], spec.get("compile", False), spec.get("model_kwargs"))
     before = _rss_bytes()

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from swinrmt.bench import _Runner
-from swinrmt.layers import conv, cpu_kernels, depthwise, eager, gates, linear, rotary, short_attention
+from swinrmt.layers import conv, cpu_kernels, depthwise, eager, gates, linear, pointwise, rotary, short_attention
 from swinrmt.layers.mixers import axial
 from swinrmt.runtime import keep_freed_memory
 
@@ -91,6 +91,8 @@ SWITCHES = {  # each switch: (on, the _Runner) -> None
     "lean_gate": lambda on, runner: setattr(gates.OutputGate, "forward", _ORIG["gate"] if on else _autograd_gate),
     # inference: RMT's flat rotary applied by the short-attention kernel as it loads q and k vs rotated copies first
     "fold_rotary": lambda on, runner: setattr(axial, "FOLD_ROTARY", on),
+    # SWAT's SiLU-gated value and head RMS norm on swinrmt's C++ kernel (one pass each way) vs PyTorch's ops
+    "pointwise_kernel": lambda on, runner: setattr(pointwise, "ENABLED", on),
     # the short-attention kernel prefetching the q, k, v rows of the problem 4 ahead vs not
     "kernel_prefetch": lambda on, runner: _kernel_prefetch(on),
     # inference: the stem's and downsampling convs with BN folded in and GELU fused (oneDNN) vs conv, BN, GELU

@@ -177,4 +177,8 @@ python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer 
   --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_rerun_session13.json
 python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 --stem-stride 4 \
   --steps 10 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_stem4_session13.json
+#     then SWAT's SiLU-gated value and head norm on the new pointwise kernel: on/off, and the target table once more
+python benchmarks/speed/ab_switch.py pointwise_kernel --model gated_swinrmt_swat_tiny --mode infer train --steps 8
+python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 \
+  --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_pointwise_session13.json
 uptime

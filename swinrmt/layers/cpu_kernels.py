@@ -1,8 +1,8 @@
 """swinrmt's hand-written CPU kernels: one C++ library, compiled at first use, loaded through ctypes.
 
-`csrc/short_attention.cpp` (softmax / sigmoid attention over short sequences) and `csrc/depthwise_conv.cpp`
-(depthwise convs with their elementwise neighbours fused) share the vector helpers of `csrc/vec.h` and build into
-one library with the system C++ compiler (`$CXX`, else c++/g++/clang++) as `-O3 -march=native -fopenmp` (8-40 s).
+`csrc/short_attention.cpp` (softmax / sigmoid attention over short sequences), `csrc/depthwise_conv.cpp`
+(depthwise convs with their elementwise neighbours fused) and `csrc/pointwise.cpp` (SWAT's SiLU-gated value and head
+norm) share the vector helpers of `csrc/vec.h` and build into one library with the system C++ compiler (`$CXX`, else c++/g++/clang++) as `-O3 -march=native -fopenmp` (8-40 s).
 No PyTorch headers and no ninja, unlike `torch.utils.cpp_extension`: the kernels take raw pointers and strides, so a
 compiler is all they need. The library is cached under `$SWINRMT_CACHE_DIR` (default `~/.cache/swinrmt`)/kernels by a
 hash of the sources, compiler, flags and CPU, written to a temporary file and renamed (concurrent processes never load
@@ -35,7 +35,7 @@ def enabled_from_env(value: str | None) -> bool:
 
 ENABLED = enabled_from_env(os.environ.get("SWINRMT_CPU_KERNELS"))
 CSRC = Path(__file__).with_name("csrc")
-SOURCES = (CSRC / "short_attention.cpp", CSRC / "depthwise_conv.cpp")
+SOURCES = (CSRC / "short_attention.cpp", CSRC / "depthwise_conv.cpp", CSRC / "pointwise.cpp")
 HEADERS = (CSRC / "vec.h",)
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17")
 # Appended to FLAGS (and part of the cache key): e.g. "-mno-avx512f" builds the 8-float (AVX2) vectors on an AVX-512
@@ -119,6 +119,10 @@ def declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.short_attention_set_prefetch.argtypes, lib.short_attention_set_prefetch.restype = [i32], i32
     lib.dwconv_forward.argtypes = [p] * 4 + [i32, i32, p, p] + [i64] * 5 + [p, i32]
     lib.dwconv_weight_grad.argtypes = [p, p, i32, p] + [i64] * 5 + [p, i32]
+    lib.silu_mul_forward.argtypes = [p, p, p, i64, i32]
+    lib.silu_mul_backward.argtypes = [p] * 5 + [i64, i32]
+    lib.head_rms_norm_forward.argtypes = [p] * 4 + [i64] * 3 + [f32, i32]
+    lib.head_rms_norm_backward.argtypes = [p] * 6 + [i64] * 3 + [i32]
     return lib
 
 

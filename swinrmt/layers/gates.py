@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from . import pointwise
 from .linear import Linear
 
 GATE_MODES = ("elementwise", "headwise")
@@ -82,11 +82,11 @@ class SwiGLUValue(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         v, g = self.value(x), self.gate(x)
+        if pointwise.silu_mul_fits(v, g):  # one pass each way on CPU; keeps v and g, as the checkpoint below does
+            return pointwise.silu_mul(v, g)
         if self.training and torch.is_grad_enabled() and (v.requires_grad or g.requires_grad):
             # recompute SiLU(g) in the backward instead of holding it: one activation-sized tensor less per block
-            return checkpoint(_silu_mul, v, g, use_reentrant=False)
-        return _silu_mul(v, g)
+            return checkpoint(pointwise.silu_mul_reference, v, g, use_reentrant=False)
+        return pointwise.silu_mul_reference(v, g)
 
 
-def _silu_mul(v: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    return v * F.silu(g)

@@ -1,5 +1,5 @@
 // One SIMD register of floats (GCC/Clang vector extensions) and the vector exp shared by swinrmt's CPU kernels
-// (short_attention.cpp, depthwise_conv.cpp). Each includes it once.
+// (short_attention.cpp, depthwise_conv.cpp, pointwise.cpp). Each includes it once.
 //
 // The width follows the target: 16 floats (one AVX-512 register) where the compiler targets AVX-512, else 8 (one
 // AVX2 register). Written for 16 everywhere, the kernels ran 1.05-1.37x slower than PyTorch's ops on an AVX2 EPYC: each

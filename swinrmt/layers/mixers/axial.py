@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from .. import depthwise, short_attention
+from .. import depthwise, pointwise, short_attention
 from .._cache import cached
 from ..attention import biased_attention
 from ..conv import DWConv
@@ -180,19 +180,20 @@ def grouped_sigmoid_pass(geo: AxisGeometry, t: PassTables, axis: str, g: int,
 # ----------------------------------------------------------------------------------------------------------------------
 class reference_path:
     """Context manager: plain reference code inside the block (tests, debugging): every axial mixer on the
-    reference path, and attention and depthwise convs on PyTorch's kernels rather than swinrmt's CPU kernels."""
+    reference path, and attention, depthwise convs and SWAT's gated value and head norm on PyTorch's kernels rather than swinrmt's CPU
+    kernels."""
 
     def __enter__(self):
         global FAST_PATH
         self._prev, FAST_PATH = FAST_PATH, False
-        self._prev_kernels = short_attention.ENABLED, depthwise.ENABLED
-        short_attention.ENABLED = depthwise.ENABLED = False
+        self._prev_kernels = short_attention.ENABLED, depthwise.ENABLED, pointwise.ENABLED
+        short_attention.ENABLED = depthwise.ENABLED = pointwise.ENABLED = False
         return self
 
     def __exit__(self, *exc):
         global FAST_PATH
         FAST_PATH = self._prev
-        short_attention.ENABLED, depthwise.ENABLED = self._prev_kernels
+        short_attention.ENABLED, depthwise.ENABLED, pointwise.ENABLED = self._prev_kernels
         return False
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
+from .. import pointwise
 from .._cache import cached
 from ..decay import balanced_alibi_slopes, decay_rates, distance_1d, signed_distance_1d
 from ..gates import GATE_MODES, OutputGate, SwiGLUValue
@@ -79,9 +79,7 @@ class SwatMixer(AxialMixer):
     def post(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if self.head_norm_weight is None:
             return y
-        shape = y.shape
-        y = F.rms_norm(y.view(*shape[:-1], self.num_heads, self.head_dim), (self.head_dim,), eps=1e-6)
-        return y.view(shape) * self.head_norm_weight
+        return pointwise.head_rms_norm(y, self.head_norm_weight, self.head_dim, 1e-6)
 
     def gate_output(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return y if self.gate is None else self.gate(y, x)
