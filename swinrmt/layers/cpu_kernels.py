@@ -1,14 +1,15 @@
 """swinrmt's hand-written CPU kernels: one C++ library, compiled at first use, loaded through ctypes.
 
-`csrc/short_attention.cpp` (softmax / sigmoid attention over short sequences), `csrc/depthwise_conv.cpp`
-(depthwise convs with their elementwise neighbours fused) and `csrc/pointwise.cpp` (SWAT's SiLU-gated value and head
-norm) share the vector helpers of `csrc/vec.h` and build into one library with the system C++ compiler (`$CXX`, else c++/g++/clang++) as `-O3 -march=native -fopenmp` (8-40 s).
-No PyTorch headers and no ninja, unlike `torch.utils.cpp_extension`: the kernels take raw pointers and strides, so a
-compiler is all they need. The library is cached under `$SWINRMT_CACHE_DIR` (default `~/.cache/swinrmt`)/kernels by a
-hash of the sources, compiler, flags and CPU, written to a temporary file and renamed (concurrent processes never load
-half a file). Without a compiler, or if the build fails, one warning names the reason and every caller runs PyTorch's
-ops instead. `SWINRMT_CPU_KERNELS` = `auto` or `1` (on, the default) or `0` (off); each kernel module has its own
-`ENABLED` switch too. The vector width follows the CPU (`csrc/vec.h`: 16 floats on AVX-512, 8 on AVX2).
+`csrc/short_attention.cpp` (softmax / sigmoid attention over short sequences), `csrc/depthwise_conv.cpp` (depthwise
+convs with their elementwise neighbours fused) and `csrc/pointwise.cpp` (SWAT's SiLU-gated value and head norm) share
+the vector helpers of `csrc/vec.h` and build into one library with the system C++ compiler (`$CXX`, else
+c++/g++/clang++) as `-O3 -march=native -fopenmp` (8-40 s). No PyTorch headers and no ninja, unlike
+`torch.utils.cpp_extension`: the kernels take raw pointers and strides, so a compiler is all they need. The library is
+cached under `$SWINRMT_CACHE_DIR` (default `~/.cache/swinrmt`)/kernels by a hash of the sources, compiler, flags and
+CPU, written to a temporary file and renamed (concurrent processes never load half a file). Without a compiler, or if
+the build fails, one warning names the reason and every caller runs PyTorch's ops instead. `SWINRMT_CPU_KERNELS` =
+`auto` or `1` (on, the default) or `0` (off); each kernel module has its own `ENABLED` switch too. The vector width
+follows the CPU (`csrc/vec.h`: 16 floats on AVX-512, 8 on AVX2).
 """
 from __future__ import annotations
 

@@ -88,5 +88,3 @@ class SwiGLUValue(nn.Module):
             # recompute SiLU(g) in the backward instead of holding it: one activation-sized tensor less per block
             return checkpoint(pointwise.silu_mul_reference, v, g, use_reentrant=False)
         return pointwise.silu_mul_reference(v, g)
-
-

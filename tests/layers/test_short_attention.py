@@ -230,9 +230,11 @@ def test_the_other_vector_width_too(tmp_path):
     run the kernels' value and gradient tests again on the 8-float build, so both widths are checked on one machine."""
     env = dict(os.environ, SWINRMT_KERNEL_CFLAGS="-mno-avx512f", SWINRMT_CACHE_DIR=str(tmp_path))
     tests = Path(__file__).parent
-    select = "every_length or broadcast_bias or zero_weight or equal or strided or gelu_matches or match_pytorch"
+    select = ("every_length or broadcast_bias or zero_weight or equal or strided or gelu_matches or match_pytorch "
+              "or matches_pytorch or extremes")
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", select,
-                        str(tests / "test_short_attention.py"), str(tests / "test_depthwise.py")],
+                        str(tests / "test_short_attention.py"), str(tests / "test_depthwise.py"),
+                        str(tests / "test_pointwise.py")],
                        capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     built = list((tmp_path / "kernels").glob("swinrmt_kernels-*.so"))

@@ -180,8 +180,8 @@ def grouped_sigmoid_pass(geo: AxisGeometry, t: PassTables, axis: str, g: int,
 # ----------------------------------------------------------------------------------------------------------------------
 class reference_path:
     """Context manager: plain reference code inside the block (tests, debugging): every axial mixer on the
-    reference path, and attention, depthwise convs and SWAT's gated value and head norm on PyTorch's kernels rather than swinrmt's CPU
-    kernels."""
+    reference path, and attention, depthwise convs and SWAT's gated value and head norm on PyTorch's kernels rather
+    than swinrmt's CPU kernels."""
 
     def __enter__(self):
         global FAST_PATH
