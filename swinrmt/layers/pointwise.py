@@ -7,10 +7,10 @@ is a composite of about six ops forward and ten backward. Each op is a pass over
 gated_swinrmt_swat_tiny (batch 64, 64 px) the two took about 5 % of a training step. `csrc/pointwise.cpp` does each
 in one pass forward and one backward, saving what PyTorch's versions save (v and g; x and one scale per head).
 
-A fast path only: `silu_mul` and `head_rms_norm` run the kernel on contiguous float32 CPU tensors in plain eager mode
-(head dims a multiple of 16 for the norm), else PyTorch's ops (`silu_mul_reference`, `head_rms_norm_reference`);
-`tests/layers/test_pointwise.py` holds the two equal in values and gradients. The backward is once-differentiable.
-`ENABLED` switches it alone; `SWINRMT_CPU_KERNELS` all kernels (default on).
+A fast path only: `silu_mul` (after `silu_mul_fits`) and `head_rms_norm` run the kernel on contiguous float32 CPU
+tensors in plain eager mode (head dims a multiple of 16 for the norm), else PyTorch's ops run (`silu_mul_reference`,
+`head_rms_norm_reference`); `tests/layers/test_pointwise.py` holds the two equal in values and gradients. The backward
+is once-differentiable. `ENABLED` switches it alone; `SWINRMT_CPU_KERNELS` all kernels (default on).
 """
 from __future__ import annotations
 
@@ -67,9 +67,7 @@ def silu_mul_fits(v: torch.Tensor, g: torch.Tensor) -> bool:
 
 
 def silu_mul(v: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """v * SiLU(g): the kernel where it fits, else PyTorch's ops."""
-    if not silu_mul_fits(v, g):
-        return silu_mul_reference(v, g)
+    """v * SiLU(g) on the kernel; the caller checks `silu_mul_fits` first (and runs its own PyTorch version if not)."""
     return SiLUMul.apply(v, g) if needs_grad(v, g) else _silu_mul(v, g)
 
 

@@ -27,57 +27,46 @@ inline vf vsigmoid(vf x) {
     return nx > 88.0f ? vf{} : s;
 }
 
-// Elements [lo, hi) of n, a whole number of vectors; the last task also takes the tail through a padded buffer.
+// f(i, count) for every vector of n elements, across threads; the last `count` may be short (n not a multiple of W).
 template <class F>
 void for_each_vector(int64_t n, int threads, F&& f) {
     const int64_t full = n / W * W;
 #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t i = 0; i < full; i += W) f(i, W);
+    for (int64_t i = 0; i < full; i += W) f(i, (int64_t)W);
     if (full < n) f(full, n - full);
 }
 
-template <class F>
-inline void with_tail(int64_t count, const float* const* in, int n_in, float* const* out, int n_out, int64_t i, F&& f) {
-    if (count == W) {
-        f(in, out, i);
-        return;
-    }
-    float ib[4][W] = {}, ob[4][W] = {};
-    const float* ip[4];
-    float* op[4];
-    for (int k = 0; k < n_in; ++k) {
-        std::copy(in[k] + i, in[k] + i + count, ib[k]);
-        ip[k] = ib[k];
-    }
-    for (int k = 0; k < n_out; ++k) op[k] = ob[k];
-    f(ip, op, 0);
-    for (int k = 0; k < n_out; ++k) std::copy(ob[k], ob[k] + count, out[k] + i);
+// Loads and stores of `count` <= W floats (a short tail goes through a zero-padded buffer; count == W is the full,
+// inlined case of the loop above).
+inline vf load_n(const float* p, int64_t count) {
+    if (count == W) return loadu(p);
+    float b[W] = {};
+    std::copy(p, p + count, b);
+    return loadu(b);
+}
+inline void store_n(float* p, vf x, int64_t count) {
+    if (count == W) return storeu(p, x);
+    float b[W];
+    storeu(b, x);
+    std::copy(b, b + count, p);
 }
 
 }  // namespace
 
 extern "C" int silu_mul_forward(const float* v, const float* g, float* z, int64_t n, int threads) {
-    const float* in[2] = {v, g};
-    float* out[1] = {z};
     for_each_vector(n, threads, [&](int64_t i, int64_t count) {
-        with_tail(count, in, 2, out, 1, i, [](const float* const* a, float* const* b, int64_t j) {
-            const vf gv = loadu(a[1] + j);
-            storeu(b[0] + j, loadu(a[0] + j) * gv * vsigmoid(gv));
-        });
+        const vf gv = load_n(g + i, count);
+        store_n(z + i, load_n(v + i, count) * gv * vsigmoid(gv), count);
     });
     return 0;
 }
 
 extern "C" int silu_mul_backward(const float* v, const float* g, const float* dz, float* dv, float* dg, int64_t n,
                                  int threads) {
-    const float* in[3] = {v, g, dz};
-    float* out[2] = {dv, dg};
     for_each_vector(n, threads, [&](int64_t i, int64_t count) {
-        with_tail(count, in, 3, out, 2, i, [](const float* const* a, float* const* b, int64_t j) {
-            const vf gv = loadu(a[1] + j), d = loadu(a[2] + j), s = vsigmoid(gv);
-            storeu(b[0] + j, d * gv * s);
-            storeu(b[1] + j, d * loadu(a[0] + j) * s * (1.0f + gv * (1.0f - s)));
-        });
+        const vf gv = load_n(g + i, count), d = load_n(dz + i, count), s = vsigmoid(gv);
+        store_n(dv + i, d * gv * s, count);
+        store_n(dg + i, d * load_n(v + i, count) * s * (1.0f + gv * (1.0f - s)), count);
     });
     return 0;
 }
