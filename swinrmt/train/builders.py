@@ -44,8 +44,9 @@ class Limited(torch.utils.data.Dataset):
 
 
 def load_split(name: str, split: str, *, root: str | None, on_corrupt: str, seed: int, limit: int | None,
-               img_size: int | None, num_classes: int | None, verify: bool, show_warnings: bool) -> Any:
-    """`build_dataset` + optional subset + up-front decode check + label-range check.
+               img_size: int | None, num_classes: int | None, verify: bool, show_warnings: bool,
+               decode_cache: bool = False) -> Any:
+    """`build_dataset` + decode-once cache + optional subset + up-front decode check + label-range check.
 
     Decoding every image once before training turns a corrupt file into an error (or a counted skip) now, not in
     epoch 37; a label beyond the head becomes a one-line error instead of a CUDA device assert.
@@ -53,6 +54,12 @@ def load_split(name: str, split: str, *, root: str | None, on_corrupt: str, seed
     from ..data import build_dataset
 
     ds = build_dataset(name, split, root=root, on_corrupt=on_corrupt, seed=seed, img_size=img_size)
+    if decode_cache:
+        from ..data.decoded import decoded
+
+        with warnings.catch_warnings():  # corrupt files are counted once, below; a rebuilt cache still warns
+            warnings.filterwarnings("ignore", message=".*skipping.*", category=RuntimeWarning)
+            ds = decoded(ds)
     if limit is not None and limit < len(ds):
         ds = Limited(ds, limit, seed)
     if verify:

@@ -109,7 +109,8 @@ class Trainer:
         world, d = self.dist.world_size, r.data
         mean, std = model_norm_stats(r.model.name)  # also validates the model name before any data loading
         common = dict(root=d.root, on_corrupt=d.on_corrupt, seed=d.split_seed, img_size=r.img_size,
-                      num_classes=r.model.num_classes, verify=d.verify, show_warnings=self.main)
+                      num_classes=r.model.num_classes, verify=d.verify, show_warnings=self.main,
+                      decode_cache=d.decode_cache)
         train_ds = load_split(d.name, d.train_split, limit=d.limit_train, **common)
         self.num_classes = r.model.num_classes or train_ds.num_classes
         common["num_classes"] = self.num_classes
@@ -250,8 +251,10 @@ class Trainer:
         distributed.all_reduce_sum_(vals)
         step_loss, loss_sum, correct, seen = vals.tolist()
         rec = {"kind": "step", "epoch": self.epoch, "step": self.step, "batch": self.batch_in_epoch,
+               "steps_per_epoch": self.steps_per_epoch,
                "loss": step_loss / self.dist.world_size, "loss_avg": loss_sum / seen, "top1_avg": 100 * correct / seen,
-               "lr": self.scheduler.lr_at(self.step - 1), "img_per_s": images / max(seconds, 1e-9)}
+               "lr": self.scheduler.lr_at(self.step - 1), "img_per_s": images / max(seconds, 1e-9),
+               "data_wait": self.data_wait / max(seconds, 1e-9)}  # share of the interval spent waiting on data
         if self.main:
             self.logger.log(rec)
             bar.set_postfix(loss=f"{rec['loss_avg']:.4f}", acc=f"{rec['top1_avg']:.1f}%",
@@ -283,7 +286,7 @@ class Trainer:
             self._write_final_eval()
         result = {"run_dir": str(self.run_dir), "rank": self.dist.rank, "epochs": r.epochs, "steps": self.step,
                   "wall_s": time.perf_counter() - t_start, "best_top1": self.best["top1"],
-                  "best_epoch": self.best["epoch"] + 1, **self.last_eval}
+                  "best_epoch": self.best["epoch"] + 1, "threads": torch.get_num_threads(), **self.last_eval}
         if self.main:
             self.logger.close()
         return result
@@ -296,10 +299,12 @@ class Trainer:
         bar = tqdm(total=self.steps_per_epoch, initial=self.batch_in_epoch, desc=f"epoch {self.epoch + 1}/{r.epochs}",
                    disable=not self.progress, dynamic_ncols=True, leave=False)
         t0 = t_log = time.perf_counter()
-        images = 0
+        images, self.data_wait = 0, 0.0
         batches = iter(self.train_loader)
         while self.batch_in_epoch < self.steps_per_epoch:
+            t_data = time.perf_counter()
             x, y, _ = next(batches)
+            self.data_wait += time.perf_counter() - t_data
             loss = self._train_step(x, y)
             self.batch_in_epoch += 1
             images += y.numel() * world
@@ -308,7 +313,7 @@ class Trainer:
             if self.step % r.log_every_steps == 0 or last_batch:
                 now = time.perf_counter()
                 self._log_step(loss, bar, images, now - t_log)
-                t_log, images = now, 0
+                t_log, images, self.data_wait = now, 0, 0.0
             if r.ckpt_every_steps and self.step % r.ckpt_every_steps == 0 and not last_batch:
                 self.epoch_time += time.perf_counter() - t0
                 t0 = time.perf_counter()

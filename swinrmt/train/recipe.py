@@ -46,6 +46,7 @@ class DataCfg:
     test_split: str = "test"
     on_corrupt: Literal["skip", "error"] = "skip"
     verify: bool = True  # decode every image once before training: corrupt files surface (or are counted) at once
+    decode_cache: bool = True  # serve same-size image files from a decode-once uint8 cache (swinrmt.data.decoded)
     limit_train: int | None = None  # keep a seeded random subset of this many images (smoke tests)
     limit_test: int | None = None
     num_workers: int = 0
