@@ -13,6 +13,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("swinrmt.models.summary", "list registered models with parameters and FLOPs"),
     "compare": ("swinrmt.compare", "train several models under one recipe and seeds; report with paired statistics"),
+    "ladder": ("swinrmt.ladder", "plot how the gaps between models move with the training budget (several reports)"),
     "export": ("swinrmt.export", "export a model to ONNX / torch.export, or a trainer checkpoint to the hub layout"),
     "viz": ("swinrmt.viz", "plot decay / ALiBi profiles, attention maps and G1 gate maps (PNG)"),
     "train": ("swinrmt.train.cli_train", "train a model from a recipe (default: the quick CPU recipe)"),

@@ -267,7 +267,7 @@ def write_result(job: Job, res: dict[str, Any]) -> None:
     size = model_size(job.run_dir)
     result = {**job.meta, "test_top1": res["test_top1"], "best_top1": res.get("best_top1"),
               **{k: v for k, v in res.items() if k.startswith("test_") and k != "test_top1"},
-              "wall_s": res.get("wall_s"), "threads": res.get("threads"), "machine": machine(threads=False),
+              "wall_s": res.get("wall_s"), "threads": res.get("threads"), "train_images": res.get("train_images"), "machine": machine(threads=False),
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **size}
     write_text(job.run_dir / RESULT, json.dumps(result, indent=1))
 

@@ -286,7 +286,8 @@ class Trainer:
             self._write_final_eval()
         result = {"run_dir": str(self.run_dir), "rank": self.dist.rank, "epochs": r.epochs, "steps": self.step,
                   "wall_s": time.perf_counter() - t_start, "best_top1": self.best["top1"],
-                  "best_epoch": self.best["epoch"] + 1, "threads": torch.get_num_threads(), **self.last_eval}
+                  "best_epoch": self.best["epoch"] + 1, "threads": torch.get_num_threads(),
+                  "train_images": self.step * r.batch_size * self.dist.world_size, **self.last_eval}
         if self.main:
             self.logger.close()
         return result
