@@ -102,3 +102,18 @@ def test_speed_only_settings_do_not_split_the_protocol(tmp_path):
     C.compare(["rmt_nano"], "quick", tmp_path, seeds=[0], recipe_overrides=TINY, progress=False)
     C.compare(["rmt_nano"], "quick", tmp_path, seeds=[0], recipe_overrides=TINY + ["cpu_threads=1",
               "data.decode_cache=false"], progress=False)  # trains nothing: the run is finished
+
+
+def test_the_progress_display_reads_each_run_from_its_own_metrics(tmp_path):
+    from swinrmt.pool import Job, _progress
+
+    job = Job("m/seed-0", tmp_path / "run", None, epochs=4, meta={}, log=tmp_path / "m.log")
+    assert _progress(job) == (0.0, "starting")
+    job.run_dir.mkdir()
+    lines = [{"kind": "step", "epoch": 0, "batch": 50, "steps_per_epoch": 100},
+             {"kind": "epoch", "epoch": 0, "test_top1": 41.5},
+             {"kind": "step", "epoch": 1, "batch": 25, "steps_per_epoch": 100}]
+    (job.run_dir / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines[:2]) + '{"kind": "st')
+    assert _progress(job) == (0.25, "e1 41.5%")  # a half-written last line is skipped
+    (job.run_dir / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert _progress(job) == (pytest.approx(1.25 / 4), "e2 25%")
