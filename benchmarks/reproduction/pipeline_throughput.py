@@ -7,6 +7,8 @@ one invocation, one after another, on the same machine: compare the ratios, not 
 
     python benchmarks/reproduction/pipeline_throughput.py --data ../shared/data/cifar10-jpeg.tar.gz \\
         --recipe converge-cifar10-cpu --model rmt_nano --images 12800
+    python benchmarks/reproduction/pipeline_throughput.py --data ../shared/data/tiny-imagenet-100.tar.gz \
+        --recipe converge-tin100-cpu --model rmt_nano --images 6400 --set precision=fp32
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ def _runs(args: argparse.Namespace, out: Path, jobs: int, threads: int, cache: b
                "--model", args.model, "--set", f"data.name={args.data}", "epochs=1",
                f"data.limit_train={args.images}", "data.limit_test=256", f"cpu_threads={threads}",
                f"data.decode_cache={str(cache).lower()}", "log_every_steps=10", "ckpt_every_steps=0",
-               "sched.warmup_epochs=0", f"seed={j}"]
+               "sched.warmup_epochs=0", f"seed={j}", *args.set]
         procs.append((run, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)))
     rows = []
     for run, p in procs:
@@ -50,10 +52,12 @@ def main() -> None:
     p.add_argument("--model", default="rmt_nano")
     p.add_argument("--images", type=int, default=12800, help="training images per run (one epoch over a subset)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="recipe overrides for every run, e.g. precision=fp32 (to compare precisions per layout)")
     args = p.parse_args()
     n = args.threads
     configs = [(1, n, False), (1, n, True), (n, 1, False), (n, 1, True)] if n > 1 else [(1, 1, False), (1, 1, True)]
-    print(f"{args.model}, recipe {args.recipe}, {args.images} images per run, {n} threads in all")
+    print(f"{args.model}, recipe {args.recipe} {' '.join(args.set)}, {args.images} images per run, {n} threads in all")
     print(f"{'jobs x threads':>14} {'data':>6} {'img/s (sum)':>12} {'data wait':>10} {'wall s':>7}")
     base = None
     with tempfile.TemporaryDirectory() as tmp:
