@@ -133,12 +133,13 @@ def run_pool(jobs: Sequence[Job], *, workers: int, threads: int, device: str,
             for p in [p for p in running if not p.is_alive()]:
                 job, errors = running.pop(p)
                 p.join()
+                msg = None if p.exitcode == 0 or errors.empty() else errors.get()
+                errors.close()
                 if p.exitcode == 0:
                     done += 1
                     tqdm.write(f"[pool] finished {job.label}", file=sys.stdout)
                 else:
-                    msg = (errors.get() if not errors.empty() else
-                           f"the process died with exit code {p.exitcode} (killed? out of memory?)")
+                    msg = msg or f"the process died with exit code {p.exitcode} (killed? out of memory?)"
                     failures.append((job.label, str(job.log), msg))
                     tqdm.write(f"[pool] FAILED {job.label}: {msg} (log: {job.log})", file=sys.stdout)
             states = {job.label: _progress(job) for job, _ in running.values()}
