@@ -61,12 +61,17 @@ def _cpu_signature() -> str:
         return platform.machine() + platform.processor()
 
 
+def compiler() -> str | None:
+    """The C++ compiler the kernels build with ($CXX, else c++, g++ or clang++ on PATH), or None."""
+    return os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+
+
 def build(out_dir: Path | None = None, csrc: Path | None = None) -> Path:
     """Compile the library (or find it in the cache) and return its path; RuntimeError naming the reason. `csrc`: a
     folder with other versions of the sources (benchmarks/speed/ab_switch.py builds an older revision's to compare)."""
     sources = [(csrc or CSRC) / f.name for f in SOURCES]
     headers = [(csrc or CSRC) / f.name for f in HEADERS]
-    cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+    cxx = compiler()
     if not cxx:
         raise RuntimeError("no C++ compiler found (set CXX or install g++)")
     try:

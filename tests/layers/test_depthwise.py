@@ -10,13 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from tests.layers._kernels import requires_kernels
 from swinrmt.layers import depthwise as dw
 from swinrmt.layers.conv import DWConv
 from swinrmt.layers.ffn import ConvFFN
 from swinrmt.layers.mixers import axial
 
-pytestmark = pytest.mark.skipif(not dw.cpu_kernels.available(), reason="the CPU kernels did not build here "
-                                "(no C++ compiler or SWINRMT_CPU_KERNELS=0); PyTorch's ops run instead")
+pytestmark = requires_kernels
 
 
 def _check(shape, k, act, res, x_view=None, res_view=None):
@@ -220,3 +220,9 @@ def test_flop_counts_are_unchanged(monkeypatch):
             m(x)
         counts.append(fc.get_total_flops())
     assert counts[0] == counts[1] > 0
+
+
+def test_the_kernels_build_where_a_compiler_exists():
+    """With a compiler present, a failed build is a failure here, not a skip of every kernel test."""
+    lib = dw.cpu_kernels.build()  # raises RuntimeError with the compiler's first error line
+    assert lib.is_file() and dw.cpu_kernels.available()

@@ -8,13 +8,13 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from tests.layers._kernels import requires_kernels
 from swinrmt.layers import pointwise as pw
 from swinrmt.layers.gates import SwiGLUValue
 from swinrmt.layers.mixers import axial
 from swinrmt.layers.mixers.swat import SwatMixer
 
-pytestmark = pytest.mark.skipif(not pw.cpu_kernels.available(), reason="the CPU kernels did not build here "
-                                "(no C++ compiler or SWINRMT_CPU_KERNELS=0); PyTorch's ops run instead")
+pytestmark = requires_kernels
 
 
 def _grads(fn, inputs, g):

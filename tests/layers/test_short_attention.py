@@ -17,13 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from tests.layers._kernels import requires_kernels
 from swinrmt.layers import attention, cpu_kernels
 from swinrmt.layers import short_attention as sa
 from swinrmt.layers.mixers import MaSA2d, MaSADecomposed, RetentionMixer, axial, masa
 from swinrmt.layers.rotary import apply_rotary, folded_rotary, rotary_tables
 
-pytestmark = pytest.mark.skipif(not sa.available(), reason="the short-attention kernel did not build here "
-                                                           "(no C++ compiler with OpenMP); PyTorch's kernel is used")
+pytestmark = requires_kernels
 
 
 def reference(q, k, v, bias, scale):
