@@ -54,9 +54,17 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="recipe overrides for every run, e.g. precision=fp32 (to compare precisions per layout)")
+    p.add_argument("--configs", nargs="*", default=None, metavar="JOBSxTHREADS:DATA",
+                   help="layouts to run, e.g. 2x1:cache 1x2:files (default: all four on --threads)")
     args = p.parse_args()
     n = args.threads
     configs = [(1, n, False), (1, n, True), (n, 1, False), (n, 1, True)] if n > 1 else [(1, 1, False), (1, 1, True)]
+    if args.configs:
+        try:
+            configs = [(int(c.split("x")[0]), int(c.split("x")[1].split(":")[0]), c.split(":")[1] == "cache")
+                       for c in args.configs]
+        except (IndexError, ValueError):
+            raise SystemExit(f"--configs takes JOBSxTHREADS:cache|files, got {args.configs}") from None
     print(f"{args.model}, recipe {args.recipe} {' '.join(args.set)}, {args.images} images per run, {n} threads in all")
     print(f"{'jobs x threads':>14} {'data':>6} {'img/s (sum)':>12} {'data wait':>10} {'wall s':>7}")
     base = None
