@@ -19,7 +19,7 @@ from ..layers.drop import DropPath, LayerScale
 from ..layers.ffn import ConvFFN
 from ..layers.linear import Linear
 from ..layers.mixers import AxialMixer, MaSA2d, MaSADecomposed, RetentionMixer, SwatMixer
-from ..layers.mixers.axial import check_choice
+from ..layers.options import check_choice
 
 MIXERS = ("masa", "retention", "swat")
 GLOBAL_POOLS = ("avg", "")  # timm's convention: "" keeps the spatial map (no pooling)

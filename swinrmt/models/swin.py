@@ -16,7 +16,7 @@ from ..layers.drop import DropPath
 from ..layers.linear import Linear
 from ..layers.mixers import WindowMSA
 from ..registry import register_model
-from ..layers.mixers.axial import check_choice
+from ..layers.options import check_choice
 from .backbone import GLOBAL_POOLS, BackboneAPI, Stage, _init_weights, _linspace, _per_stage, default_geometry
 
 

@@ -28,6 +28,7 @@ from ..attention import biased_attention
 from ..conv import DWConv
 from ..decay import decay_rates, log_decay_1d
 from ..linear import Linear, linear
+from ..options import check_choice
 from ..eager import needs_grad
 from ..rotary import apply_rotary, folded_rotary, rotary_tables
 from ..windows import AxisGeometry, axis_geometry, cached_axis_allowed, crop_and_unroll, roll_and_pad
@@ -342,12 +343,6 @@ def fast_axial_sigmoid(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gh: Ax
 # The mixer module shared by MaSA (decomposed), Retention and SWAT
 # ----------------------------------------------------------------------------------------------------------------------
 ROTARY_MODES = ("none", "flat", "window")
-
-
-def check_choice(option: str, value, choices) -> None:
-    """One-line ValueError naming the option, the bad value and what is accepted."""
-    if value not in choices:
-        raise ValueError(f"{option}={value!r} is not valid; accepted: {', '.join(map(repr, choices))}")
 
 
 def broadcast_pass_table(t: torch.Tensor, axis: str) -> torch.Tensor:

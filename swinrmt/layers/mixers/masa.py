@@ -18,7 +18,7 @@ from ..eager import needs_grad
 from ..linear import Linear
 from ..rotary import apply_rotary, folded_rotary, rotary_tables
 from . import axial
-from .axial import check_choice
+from ..options import check_choice
 from .retention import RetentionMixer
 
 

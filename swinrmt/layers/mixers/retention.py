@@ -10,7 +10,8 @@ import torch
 
 from ..gates import GATE_MODES, OutputGate
 from ..linear import Linear
-from .axial import AxialMixer, PassTables, check_choice, softmax_decay_tables
+from ..options import check_choice
+from .axial import AxialMixer, PassTables, softmax_decay_tables
 
 GATE_INPUTS = ("input", "output")
 

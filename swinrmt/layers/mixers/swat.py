@@ -16,7 +16,8 @@ from .._cache import cached
 from ..decay import balanced_alibi_slopes, decay_rates, distance_1d, signed_distance_1d
 from ..gates import GATE_MODES, OutputGate, SwiGLUValue
 from ..windows import cached_axis_allowed
-from .axial import AxialMixer, PassTables, broadcast_pass_table, check_choice
+from ..options import check_choice
+from .axial import AxialMixer, PassTables, broadcast_pass_table
 
 SWAT_NORMS = ("headnorm", "rowsum", "n", "none")
 ALIBI_MODES = ("abs", "signed", "none")
