@@ -104,9 +104,9 @@ def _cpu_has_native_bf16() -> bool:
 
 def _peak_kernels(a: torch.Tensor, b: torch.Tensor) -> dict[str, Any]:
     """The large-GEMM kernels the models' own layers can reach: aten's mm (MKL on CPU, cuBLAS on CUDA) and, for CPU
-    float32/bfloat16, oneDNN's linear (`swinrmt.layers.linear` runs the projections on it; on AMD CPUs it beats MKL
+    float32/bfloat16, oneDNN's linear (`swinrmt.kernels.linear` runs the projections on it; on AMD CPUs it beats MKL
     by about 20 %, so a peak measured with mm alone would let layers run above "peak")."""
-    from .layers.linear import HAVE_ONEDNN_LINEAR
+    from .kernels.onednn import HAVE_ONEDNN_LINEAR
 
     kernels: dict[str, Any] = {"aten.mm": lambda: a @ b}
     # oneDNN's bfloat16 linear has no fast path on CPUs without AVX-512 (it ran for minutes on an AVX2 EPYC), and
@@ -236,10 +236,14 @@ def memory_child(spec: dict) -> dict:
     """Run inside a fresh process: RSS before the first step, kernel high-water mark after `mem_steps` steps."""
     torch.set_num_threads(spec["threads"])
     keep_freed_memory()  # measured under the allocator the timed steps ran under
-    from .layers.mixers import axial
+    from . import kernels
 
-    if spec.get("reference", False):  # a fresh process: the defaults hold unless the reference path is asked for
-        axial.reference_path().__enter__()
+    # a fresh process: the defaults hold unless the reference path is asked for
+    with kernels.reference() if spec.get("reference", False) else nullcontext():
+        return _measure_memory(spec)
+
+
+def _measure_memory(spec: dict) -> dict:
     r = _Runner(spec["model"], spec["mode"], spec["precision"], spec["img_size"], spec["batch"],
                 torch.device("cpu"), spec["num_classes"], spec.get("compile", False), spec.get("model_kwargs"))
     before = _rss_bytes()
@@ -266,11 +270,12 @@ def _machine_info(device: torch.device) -> dict[str, Any]:
         "device": str(device), "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
         "cpu": platform.processor(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
-    if device.type == "cpu":  # which CPU paths ran (swinrmt.layers: the C++ kernels, the projections' GEMM)
-        from .layers import cpu_kernels, linear
+    if device.type == "cpu":  # which CPU paths ran (swinrmt.kernels: the C++ kernels, the projections' GEMM)
+        from .kernels import onednn, policy
 
-        info["cpu_kernels"] = cpu_kernels.ENABLED
-        info["cpu_linear"] = "onednn" if linear.ONEDNN else "aten"
+        pol = policy.current()
+        info["cpu_kernels"] = pol.cpp
+        info["cpu_linear"] = "onednn" if pol.onednn_linear and onednn.HAVE_ONEDNN_LINEAR else "aten"
     try:
         with open("/proc/cpuinfo") as f:
             info["cpu"] = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), info["cpu"])
@@ -316,9 +321,9 @@ def run_bench(models: Sequence[str] = DEFAULT_MODELS, img_size: int = 64, batch:
         torch.set_num_threads(threads)
     if dev.type == "cpu":
         keep_freed_memory()  # what the trainer runs under (see swinrmt.runtime)
-    from .layers.mixers import axial
+    from . import kernels
 
-    with axial.reference_path() if reference else nullcontext():  # --reference-path: plain reference code
+    with kernels.reference() if reference else nullcontext():  # --reference-path: plain PyTorch code
         return _run_bench(models, img_size, batch, modes, precisions, steps, warmup, dev, compile, memory, mem_steps,
                           num_classes, model_kwargs, baseline, reference, log, on_group)
 

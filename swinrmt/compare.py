@@ -1,6 +1,6 @@
 """`swinrmt compare`: several models, one recipe, the same seeds; a report with honest statistics.
 
-Every run trains from the same recipe object (SPEC §5) with only `model.name` (and, in ablation mode, model
+Every run trains from the same recipe object (docs/design.md §5) with only `model.name` (and, in ablation mode, model
 overrides) changed, so for a given seed two models see the same data order and the same augmentation stream. Runs
 live in `<out>/runs/<label>/seed-<k>/` (ordinary trainer run directories); a finished run leaves `result.json`. A
 re-run of the same command fills in only what is missing (unfinished runs resume from their last checkpoint).

@@ -35,11 +35,11 @@ def _input_shape(input_size: int | Sequence[int], in_chans: int, batch: int) -> 
 
 
 def _count(model: nn.Module, x: torch.Tensor, by_module: bool):
-    from .layers.mixers.axial import reference_path
+    from .kernels import reference
 
     counter = FlopCounterMode(display=False, depth=None if by_module else 1)
     # the reference path: count the model's math, not the fast path's (uncounted) block-diagonal padding work
-    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), reference_path(), counter:
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), reference(), counter:
         model(x)
     return counter
 

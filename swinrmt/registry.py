@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -98,7 +97,8 @@ def create_model(
     """Build a registered model, timm-style.
 
     `img_size` picks the stem stride and window size (see `swinrmt.models.backbone.default_geometry`); the model still
-    accepts any input size. `overrides` reach the model constructor, so every SPEC §3 option is one keyword away.
+    accepts any input size. `overrides` reach the model constructor, so every docs/design.md §7 option is one
+    keyword away.
     """
     entry = get_entry(name)
     if pretrained:
@@ -111,12 +111,7 @@ def create_model(
         "img_size": cfg["img_size"] if img_size is None else img_size,
         "in_chans": cfg["in_chans"] if in_chans is None else in_chans,
     }
-    params = inspect.signature(entry.builder).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        unknown = sorted(set(overrides) - set(params))
-        if unknown:
-            raise TypeError(f"{name}: unknown option(s) {unknown}; accepted: {sorted(params)}")
-    kwargs.update(overrides)
+    kwargs.update(overrides)  # the model's constructor names any option it does not take
     model = entry.builder(**kwargs)
     model.default_cfg = {**cfg, **{k: kwargs[k] for k in ("num_classes", "img_size", "in_chans")}}
     model.pretrained_cfg = model.default_cfg

@@ -82,7 +82,7 @@ def test_peak_flops_is_plausible():
 def test_cpu_peak_counts_the_gemm_the_projections_run_on():
     """The models' projections run on oneDNN, so the peak must include it (else layers could beat "peak")."""
     rates = bench.peak_flops_by_kernel("cpu", "fp32", n=256, repeats=3)
-    from swinrmt.layers.linear import HAVE_ONEDNN_LINEAR
+    from swinrmt.kernels.onednn import HAVE_ONEDNN_LINEAR
 
     expected = {"aten.mm", "onednn"} if HAVE_ONEDNN_LINEAR else {"aten.mm"}
     assert set(rates) == expected and all(1e8 < r < 1e14 for r in rates.values())

@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from swinrmt import kernels
 import swinrmt
 from swinrmt import bench
-from swinrmt.layers.mixers import axial
 from tests.layers.test_fast_path import CASES, _assert_same_run, _run
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
@@ -54,7 +54,7 @@ def test_model_on_cuda_equals_cpu_and_reference(name):
     runs = {}
     for key, model, dev, ref in (("cpu", cpu, "cpu", False), ("cuda", gpu, "cuda", False), ("cuda_ref", gpu, "cuda", True)):
         model.zero_grad(set_to_none=True)
-        with axial.reference_path() if ref else torch.enable_grad():
+        with kernels.reference() if ref else torch.enable_grad():
             y = model(x.to(dev))
             y.square().sum().backward()
         runs[key] = (y.detach().cpu(), {n: p.grad.cpu() for n, p in model.named_parameters() if p.grad is not None})

@@ -18,7 +18,7 @@ def _reconstruct(mixer, x):
     y = (effective_attention(mixer, x) @ v.reshape(b, h * w, heads, d).transpose(1, 2))
     y = y.transpose(1, 2).reshape(b, h, w, c)
     if isinstance(mixer, AxialMixer):
-        y = mixer.post(y, x)
+        y = mixer.post(y)
         y = mixer.gate_output(y + (mixer.lce(v) if mixer.lce is not None else 0), x)
     elif mixer.__class__ is MaSA2d and mixer.lce is not None:
         y = y + mixer.lce(v)

@@ -2,17 +2,24 @@
 
     python benchmarks/speed/ab_switch.py SWITCH [--model rmt_tiny] [--mode infer train] [--steps 6] [--stem-stride 4]
                                         [--base REV]
+    python benchmarks/speed/ab_switch.py revision --base REV [--model ...]
 
-SWITCH is one of SWITCHES. Off restores the plain code the change replaced, so the ratio is that change alone,
-with everything else equal. `kernels --base REV` compares the C++ kernel library built from this checkout's
-swinrmt/layers/csrc (on) with the one built from git revision REV's (off); both must have the same entry points.
-Steps alternate on/off (and swap the order every round), so a shared machine's load drifts hit both sides alike.
-Batch 64 at 64 px, fp32, the allocator as swinrmt.runtime sets it.
+SWITCH is a field of `swinrmt.kernels.Policy` (one speed route; off runs the plain code the route replaced, so the
+ratio is that route alone, with everything else equal) or one of RUNNER_SWITCHES. `kernels --base REV` compares the
+C++ kernel library built from this checkout's swinrmt/kernels/csrc (on) with the one built from git revision REV's
+(off; the policy's `kernel_sources`); both must have the same entry points. `revision --base REV` compares the whole
+package, Python and C++, of this checkout (on) with revision REV's (off): two worker processes, one per revision,
+take turns, one step at a time, so only one computes at any moment. Steps alternate on/off (and swap the order
+every round), so a shared machine's load drifts hit both sides alike. Batch 64 at 64 px, fp32, the allocator as
+swinrmt.runtime sets it.
 """
 from __future__ import annotations
 
 import argparse
-import ctypes
+import contextlib
+import os
+import sys
+import dataclasses
 import io
 import statistics
 import subprocess
@@ -22,143 +29,185 @@ from pathlib import Path
 
 import torch
 
+from swinrmt import kernels
 from swinrmt.bench import _Runner
-from swinrmt.layers import conv, cpu_kernels, depthwise, eager, gates, linear, pointwise, rotary, short_attention
-from swinrmt.layers.mixers import axial
+from swinrmt.kernels import build, short_attention
 from swinrmt.runtime import keep_freed_memory
 
-
-def _mm_backward(ctx, grad):
-    """OneDNNLinear's backward before the 1x1-convolution gradients: dX on oneDNN from 4096 rows, dW on mm."""
-    x, weight = ctx.saved_tensors
-    g2 = grad.reshape(-1, grad.shape[-1])
-    gx = (grad.matmul(weight) if g2.shape[0] < 4096 else
-          torch.ops.mkldnn._linear_pointwise(grad, weight.t().contiguous(), None, "none", [], ""))
-    return gx, g2.t().mm(x.reshape(-1, x.shape[-1])), g2.sum(0) if ctx.has_bias else None
+# the policy's routes, each switched alone; `sigmoid_groups` with the short-attention kernel off on both sides (where
+# the kernel fits, it takes SWAT's passes and the merge does not apply)
+POLICY_SWITCHES = [f.name for f in dataclasses.fields(kernels.Policy) if f.type in ("bool", bool)]
+ALSO_OFF = {"sigmoid_groups": {"short_attention": False}}
 
 
-_ORIG = {"complex_ok": rotary._complex_ok, "linear_backward": linear.OneDNNLinear.backward,
-         "scaled_q": axial.AxialMixer.scaled_q, "windowed": axial.WINDOWED_IF_WINDOWS,
-         "group": axial.SIGMOID_GROUP_LENGTH, "gate": gates.OutputGate.forward, "fold_bn": conv.fold_bn_inference}
+@contextlib.contextmanager
+def _prefetch(on: bool):
+    """The short-attention kernel prefetching the q, k, v rows of the problem 4 ahead vs not."""
+    built_in = short_attention.set_prefetch(0)
+    short_attention.set_prefetch(built_in if on else 0)
+    try:
+        yield
+    finally:
+        short_attention.set_prefetch(built_in)
 
 
-def _autograd_gate(self, y, x):
-    """OutputGate's forward before `SigmoidGate`: autograd keeps y and sigmoid(a) for the product."""
-    return gates.gate_product(y, torch.sigmoid(self.proj(x)), self.num_heads if self.mode == "headwise" else 0)
+@contextlib.contextmanager
+def _fused_optimizer(on: bool, runner):
+    """Training: the optimizer step on PyTorch's fused kernel vs its CPU default (a Python-level loop)."""
+    for g in runner.opt.param_groups:
+        g.update(fused=True if on else None)
+    try:
+        yield
+    finally:
+        for g in runner.opt.param_groups:
+            g.update(fused=True)
 
 
-def _kernel_prefetch(on: bool) -> None:
-    _ORIG.setdefault("prefetch", short_attention.set_prefetch(0))  # the built-in distance, read once
-    short_attention.set_prefetch(_ORIG["prefetch"] if on else 0)
-
-
-def _sigmoid_groups(on: bool) -> None:
-    short_attention.ENABLED = False
-    axial.SIGMOID_GROUP_LENGTH = _ORIG["group"] if on else 0
-
-
-SWITCHES = {  # each switch: (on, the _Runner) -> None
-    # rotary as one complex multiply vs x*cos + rot(x)*sin
-    "complex_rotary": lambda on, runner: setattr(rotary, "_complex_ok",
-                                                 _ORIG["complex_ok"] if on else (lambda x: False)),
-    # d^-1/2 folded into W_q vs q * scale on the activations
-    "scale_fold": lambda on, runner: setattr(axial.AxialMixer, "scaled_q", _ORIG["scaled_q"] if on else
-                                             (lambda self, x: self.q(x) * self.scale)),
-    # inference with 2 windows per axis on the windowed layout vs always the fused whole-axis path
-    "windowed_inference": lambda on, runner: setattr(axial, "WINDOWED_IF_WINDOWS", _ORIG["windowed"] if on else ()),
-    # float32 CPU projections on oneDNN vs F.linear (MKL)
-    "onednn_linear": lambda on, runner: setattr(linear, "ONEDNN", on),
-    # projection gradients as oneDNN's 1x1-convolution backward vs oneDNN linear (dX) and mm (dW)
-    "conv1x1_grads": lambda on, runner: setattr(linear.OneDNNLinear, "backward",
-                                                _ORIG["linear_backward"] if on else staticmethod(_mm_backward)),
-    # inference: GELU fused into fc1, the residual adds of CPE / the ConvFFN conv into the conv (oneDNN post-ops)
-    "fuse_inference": lambda on, runner: setattr(eager, "FUSE_INFERENCE", on),
-    # depthwise weight gradients in column groups of at most 3 (pre-padded on small maps) vs aten's
-    "dw_weight_grad": lambda on, runner: setattr(conv, "FAST_WEIGHT_GRAD", on),
-    # sigmoid (SWAT) passes over merged windows (block-diagonal tables) vs one window per pass, on the explicit path
-    # (the short-attention kernel off on both sides: where it fits, it takes the passes and the merge does not apply)
-    "sigmoid_groups": lambda on, runner: _sigmoid_groups(on),
-    # training: the optimizer step on PyTorch's fused kernel vs its CPU default (a Python-level loop over parameters)
-    "fused_optimizer": lambda on, runner: [g.update(fused=True if on else None) for g in runner.opt.param_groups],
-    # softmax attention over short sequences on swinrmt's C++ kernel vs PyTorch's fused (flash) CPU kernel
-    "short_attention": lambda on, runner: setattr(short_attention, "ENABLED", on),
-    # depthwise convs with bias, residual and (ConvFFN) GELU fused on swinrmt's C++ kernel vs oneDNN's conv and aten's
-    # elementwise ops
-    "depthwise_kernel": lambda on, runner: setattr(depthwise, "ENABLED", on),
-    # shifted windows on whole-axis passes: the shift in the tables vs rolling q, k, v and unrolling the output
-    "unroll_shifted": lambda on, runner: setattr(axial, "UNROLL_SHIFTED", on),
-    # the G1 gate's backward from its output z (`SigmoidGate`) vs autograd's (which keeps y and sigmoid(a))
-    "lean_gate": lambda on, runner: setattr(gates.OutputGate, "forward", _ORIG["gate"] if on else _autograd_gate),
-    # inference: RMT's flat rotary applied by the short-attention kernel as it loads q and k vs rotated copies first
-    "fold_rotary": lambda on, runner: setattr(axial, "FOLD_ROTARY", on),
-    # SWAT's SiLU-gated value and head RMS norm on swinrmt's C++ kernel (one pass each way) vs PyTorch's ops
-    "pointwise_kernel": lambda on, runner: setattr(pointwise, "ENABLED", on),
-    # the short-attention kernel prefetching the q, k, v rows of the problem 4 ahead vs not
-    "kernel_prefetch": lambda on, runner: _kernel_prefetch(on),
-    # inference: the stem's and downsampling convs with BN folded in and GELU fused (oneDNN) vs conv, BN, GELU
-    "fold_bn": lambda on, runner: setattr(conv, "fold_bn_inference", _ORIG["fold_bn"] if on else
-                                          (lambda *a: False)),
+RUNNER_SWITCHES = {  # (on, runner) -> a context manager
+    "kernel_prefetch": lambda on, runner: _prefetch(on),
+    "fused_optimizer": _fused_optimizer,
 }
+TRAIN_ONLY = {"fused_optimizer", "lean_gate", "lean_sigmoid", "conv1x1_grads", "dw_weight_grad"}
 
-TRAIN_ONLY = {"fused_optimizer"}  # no effect on inference (no optimizer there)
+
+def switch(name: str, base_sources: Path | None = None):
+    """(on, runner) -> the context manager a step runs under for switch `name`."""
+    if name in RUNNER_SWITCHES:
+        return RUNNER_SWITCHES[name]
+    if name == "kernels":
+        return lambda on, runner: kernels.use(kernel_sources=None if on else base_sources)
+    return lambda on, runner: kernels.use(**{name: on}, **ALSO_OFF.get(name, {}))
 
 
-def kernels_at(rev: str):
-    """The `kernels` switch: this checkout's kernel library (on) or revision `rev`'s (off), built from its csrc/."""
+WORKER = """
+import sys, torch
+torch.set_num_threads(int(sys.argv[3]))
+from swinrmt.bench import _Runner
+from swinrmt.runtime import keep_freed_memory
+keep_freed_memory()
+kw = {"stem_stride": int(sys.argv[4])} if sys.argv[4] != "0" else {}
+r = _Runner(sys.argv[1], sys.argv[2], "fp32", 64, 64, torch.device("cpu"), 100, model_kwargs=kw)
+import swinrmt
+print("ready", swinrmt.__file__, flush=True)
+for line in sys.stdin:
+    print(r.step(), flush=True)
+"""
+
+
+class _Worker:
+    """A process that runs one `_Runner` step per line it reads, on the swinrmt found first on `pythonpath`."""
+
+    def __init__(self, pythonpath: Path, model: str, mode: str, stem_stride: int | None):
+        env = {**os.environ, "PYTHONPATH": str(pythonpath)}
+        self.p = subprocess.Popen([sys.executable, "-c", WORKER, model, mode,
+                                   str(torch.get_num_threads()), str(stem_stride or 0)], env=env, text=True,
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        ready = self.p.stdout.readline().split()
+        if not ready or ready[0] != "ready" or not ready[1].startswith(str(pythonpath)):
+            raise SystemExit(f"worker on {pythonpath} did not start (got {ready})")
+
+    def step(self) -> float:
+        self.p.stdin.write("step\n")
+        self.p.stdin.flush()
+        return float(self.p.stdout.readline())
+
+    def close(self) -> None:
+        self.p.stdin.close()
+        self.p.wait(timeout=60)
+
+
+def measure_revisions(base: Path, model: str, mode: str, steps: int,
+                      stem_stride: int | None = None) -> tuple[float, float]:
+    """Median step times (ms) of this checkout (on) and of the package exported to `base` (off), interleaved."""
     root = Path(__file__).resolve().parents[2]
-    archive = subprocess.run(["git", "-C", str(root), "archive", rev, "swinrmt/layers/csrc"], capture_output=True)
-    if archive.returncode != 0:
-        raise SystemExit(f"git archive {rev}: {archive.stderr.decode().strip()}")
-    current = cpu_kernels.load()
-    if current is None:
-        raise SystemExit("the CPU kernels are off or cannot be built here: nothing to compare")
-    with tempfile.TemporaryDirectory(prefix="swinrmt-csrc-") as src, \
-            tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-        tar.extractall(src, filter="data")  # refuses members that would land outside src
-        base = cpu_kernels.declare(ctypes.CDLL(str(cpu_kernels.build(csrc=Path(src) / "swinrmt/layers/csrc"))))
-    return lambda on, runner: setattr(cpu_kernels, "_lib", current if on else base)
-
-
-def measure(switch: str, model: str, mode: str, steps: int, stem_stride: int | None = None) -> tuple[float, float]:
-    kwargs = {"stem_stride": stem_stride} if stem_stride else {}
-    # the step `swinrmt bench` times
-    runner = _Runner(model, mode, "fp32", 64, 64, torch.device("cpu"), 100, model_kwargs=kwargs)
-    step = runner.step
+    workers = {True: _Worker(root, model, mode, stem_stride), False: _Worker(base, model, mode, stem_stride)}
     times: dict[bool, list[float]] = {True: [], False: []}
     try:
         for on in (True, False):  # warm-up both
-            SWITCHES[switch](on, runner)
-            step()
+            workers[on].step()
         for i in range(steps):
             for on in ((True, False) if i % 2 == 0 else (False, True)):
-                SWITCHES[switch](on, runner)
-                times[on].append(step())
+                times[on].append(workers[on].step())
     finally:
-        SWITCHES[switch](True, runner)
+        for w in workers.values():
+            w.close()
+    return statistics.median(times[True]) * 1e3, statistics.median(times[False]) * 1e3
+
+
+def export_revision(rev: str, folder: Path) -> Path:
+    """Revision `rev`'s swinrmt package, exported into `folder` (its kernels build and cache on first use)."""
+    root = Path(__file__).resolve().parents[2]
+    archive = subprocess.run(["git", "-C", str(root), "archive", rev, "swinrmt"], capture_output=True)
+    if archive.returncode != 0:
+        raise SystemExit(f"git archive {rev}: {archive.stderr.decode().strip()}")
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(folder, filter="data")
+    return folder
+
+
+def kernel_sources_at(rev: str, folder: Path) -> Path:
+    """Revision `rev`'s C++ sources, exported into `folder` and built once (so the timed steps never compile)."""
+    root = Path(__file__).resolve().parents[2]
+    for path in ("swinrmt/kernels/csrc", "swinrmt/layers/csrc"):  # where the sources lived before swinrmt/kernels/
+        archive = subprocess.run(["git", "-C", str(root), "archive", rev, path], capture_output=True)
+        if archive.returncode == 0:
+            break
+    else:
+        raise SystemExit(f"git archive {rev}: {archive.stderr.decode().strip()}")
+    if build.load() is None:
+        raise SystemExit("the CPU kernels cannot be built here: nothing to compare")
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(folder, filter="data")  # refuses members that would land outside folder
+    sources = folder / path
+    with kernels.use(kernel_sources=sources):
+        if build.load() is None:
+            raise SystemExit(f"revision {rev}'s kernels do not build here")
+    return sources
+
+
+def measure(side, model: str, mode: str, steps: int, stem_stride: int | None = None) -> tuple[float, float]:
+    """Median step times (ms) with the switch on and off; `side(on, runner)` is the switch's context manager."""
+    kwargs = {"stem_stride": stem_stride} if stem_stride else {}
+    # the step `swinrmt bench` times
+    runner = _Runner(model, mode, "fp32", 64, 64, torch.device("cpu"), 100, model_kwargs=kwargs)
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for on in (True, False):  # warm-up both
+        with side(on, runner):
+            runner.step()
+    for i in range(steps):
+        for on in ((True, False) if i % 2 == 0 else (False, True)):
+            with side(on, runner):
+                times[on].append(runner.step())
     return statistics.median(times[True]) * 1e3, statistics.median(times[False]) * 1e3
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("switch", choices=sorted([*SWITCHES, "kernels"]))
+    p.add_argument("switch", choices=sorted([*POLICY_SWITCHES, *RUNNER_SWITCHES, "kernels", "revision"]))
     p.add_argument("--model", default="rmt_tiny")
     p.add_argument("--mode", nargs="+", choices=("infer", "train"), default=["infer", "train"])
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--stem-stride", type=int, default=None, help="4: the public RMT-T layout at 64 px")
-    p.add_argument("--base", help="kernels: the git revision to compare with")
+    p.add_argument("--base", help="kernels, revision: the git revision to compare with")
     a = p.parse_args()
-    if (a.switch == "kernels") != (a.base is not None):
-        p.error("--base goes with the kernels switch, and the kernels switch needs --base")
-    if a.base:
-        SWITCHES["kernels"] = kernels_at(a.base)
+    if (a.switch in ("kernels", "revision")) != (a.base is not None):
+        p.error("--base goes with the kernels and revision switches, and they need it")
     keep_freed_memory()
-    for mode in a.mode:
-        if mode == "infer" and a.switch in TRAIN_ONLY:
-            print(f"| {a.switch} | {a.model} | infer | - | - | (training only) |", flush=True)
-            continue
-        on, off = measure(a.switch, a.model, mode, a.steps, a.stem_stride)
-        model = a.model + (f" (stem {a.stem_stride})" if a.stem_stride else "")
-        print(f"| {a.switch} | {model} | {mode} | {off:.0f} | {on:.0f} | {on / off:.3f} |", flush=True)
+    with tempfile.TemporaryDirectory(prefix="swinrmt-base-") as tmp:
+        if a.switch == "revision":
+            base = export_revision(a.base, Path(tmp))
+        else:
+            side = switch(a.switch, kernel_sources_at(a.base, Path(tmp)) if a.base else None)
+        for mode in a.mode:
+            if mode == "infer" and a.switch in TRAIN_ONLY:
+                print(f"| {a.switch} | {a.model} | infer | - | - | (training only) |", flush=True)
+                continue
+            if a.switch == "revision":
+                on, off = measure_revisions(base, a.model, mode, a.steps, a.stem_stride)
+            else:
+                on, off = measure(side, a.model, mode, a.steps, a.stem_stride)
+            model = a.model + (f" (stem {a.stem_stride})" if a.stem_stride else "")
+            print(f"| {a.switch} | {model} | {mode} | {off:.0f} | {on:.0f} | {on / off:.3f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # The commands behind benchmarks/speed/README.md (CPU, 2 threads). Run from the repository root:
+# (Since the kernel boundary, revision after 862583f: switches are `swinrmt.kernels.Policy` fields, the one-off scripts
+#  and the console logs named below are in git history at 862583f, and the settings are SWINRMT_KERNELS / _CACHE.)
 #   benchmarks/speed/run_cpu.sh > benchmarks/speed/run_cpu.log 2>&1
 # Sections 1-3 and 8-11 are the seventh session's run (2026-11-25): run_cpu.log. The sixth, fifth and fourth
 # sessions' runs of the same sections are run_cpu_session6.log, run_cpu_session5.log and run_cpu_session4.log.
@@ -74,22 +76,22 @@ python benchmarks/speed/ab_switch.py short_attention --model gated_swinrmt_swat_
 uptime
 # 9. where an inference step spends its time, per module type, timed without the profiler; the depthwise convs'
 #    gradients (aten's against DWConv's)
-python benchmarks/speed/module_times.py --model rmt_tiny
-python benchmarks/speed/module_times.py --model rmt_tiny --stem-stride 4
-python benchmarks/speed/dwconv_backward.py --model rmt_tiny
-python benchmarks/speed/dwconv_backward.py --model rmt_tiny --stem-stride 4
+# (one-off, removed; `git show 862583f:benchmarks/speed/...`) python benchmarks/speed/module_times.py --model rmt_tiny
+# (one-off, removed; `git show 862583f:benchmarks/speed/...`) python benchmarks/speed/module_times.py --model rmt_tiny --stem-stride 4
+# (one-off, removed; `git show 862583f:benchmarks/speed/...`) python benchmarks/speed/dwconv_backward.py --model rmt_tiny
+# (one-off, removed; `git show 862583f:benchmarks/speed/...`) python benchmarks/speed/dwconv_backward.py --model rmt_tiny --stem-stride 4
 uptime
 # 10. the kernels behind the fourth to seventh sessions' changes, on the models' own shapes (each call alone): oneDNN
 #     projections and their 1x1-convolution gradients (kept), the explicit attention form in training (dropped: memory)
 #     and the short-attention kernel (kept),
 #     the optimizer step's three implementations (fused kept), SWAT's mixers with merged windows (kept at head dim 16)
-python benchmarks/speed/gemm_kernels.py --model rmt_tiny
-python benchmarks/speed/gemm_kernels.py --model rmt_tiny --stem-stride 4
-python benchmarks/speed/attention_kernels.py --model rmt_tiny
-python benchmarks/speed/attention_kernels.py --model rmt_tiny --stem-stride 4
-python benchmarks/speed/optimizer_step.py --model rmt_tiny
-python benchmarks/speed/sigmoid_groups.py --model gated_swinrmt_swat_tiny
-python benchmarks/speed/sigmoid_groups.py --model gated_swinrmt_swat_tiny --stem-stride 4
+# (one-off, removed; `git show 862583f:benchmarks/speed/...`) python benchmarks/speed/gemm_kernels.py --model rmt_tiny
+# (one-off, removed; `git show 862583f:benchmarks/speed/...`) python benchmarks/speed/gemm_kernels.py --model rmt_tiny --stem-stride 4
+# (one-off, removed; `git show 862583f:benchmarks/speed/...`) python benchmarks/speed/attention_kernels.py --model rmt_tiny
+# (one-off, removed; `git show 862583f:benchmarks/speed/...`) python benchmarks/speed/attention_kernels.py --model rmt_tiny --stem-stride 4
+# (one-off, removed; `git show 862583f:benchmarks/speed/...`) python benchmarks/speed/optimizer_step.py --model rmt_tiny
+# (one-off, removed; `git show 862583f:benchmarks/speed/...`) python benchmarks/speed/sigmoid_groups.py --model gated_swinrmt_swat_tiny
+# (one-off, removed; `git show 862583f:benchmarks/speed/...`) python benchmarks/speed/sigmoid_groups.py --model gated_swinrmt_swat_tiny --stem-stride 4
 uptime
 # 11. (since the fifth session) sections 1-2 once more, straight after: the spread between two runs on this shared machine
 python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 \
@@ -101,9 +103,9 @@ uptime
 # 12. (eighth session, 2026-11-25) the depthwise-conv kernel: per module on/off on rmt_tiny's shapes, whole steps
 #     interleaved on/off, and the fp32 target table at this code. Console output: run_cpu_session8.log.
 uptime
-python benchmarks/speed/depthwise_kernel.py --model rmt_tiny
-for m in $M; do python benchmarks/speed/ab_switch.py depthwise_kernel --model $m --steps 8; done
-python benchmarks/speed/ab_switch.py depthwise_kernel --model rmt_tiny --steps 8 --stem-stride 4
+# (one-off, removed; `git show 862583f:benchmarks/speed/...`) python benchmarks/speed/depthwise_kernel.py --model rmt_tiny
+for m in $M; do python benchmarks/speed/ab_switch.py depthwise --model $m --steps 8; done
+python benchmarks/speed/ab_switch.py depthwise --model rmt_tiny --steps 8 --stem-stride 4
 python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 \
   --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_session8.json
 uptime
@@ -124,7 +126,7 @@ uptime
 uptime
 for m in $M; do python benchmarks/speed/ab_switch.py kernel_prefetch --model $m --steps 8; done
 python benchmarks/speed/ab_switch.py fold_rotary --model rmt_tiny --mode infer --steps 8
-python benchmarks/speed/ab_switch.py fold_bn --model rmt_tiny --mode infer --steps 8
+python benchmarks/speed/ab_switch.py fuse_inference --model rmt_tiny --mode infer --steps 8
 session_tables session10
 uptime
 
@@ -132,10 +134,10 @@ uptime
 #     the target table in fp32 with the CPU kernels and oneDNN projections forced on (the defaults before this
 #     session), then at the new defaults (auto: on AVX-512 CPUs only, so off there). Console output: the eleventh
 #     session's section of README.md. Its per-switch ratios were measured ad hoc (batch 16, 3 interleaved rounds);
-#     `SWINRMT_CPU_KERNELS=1 python benchmarks/speed/ab_switch.py short_attention` (or depthwise_kernel, onednn_linear)
+#     `python benchmarks/speed/ab_switch.py short_attention` (or depthwise_kernel, onednn_linear)
 #     measures the same switches at batch 64 on such a machine (without =1 the kernels are not built there).
 uptime
-SWINRMT_CPU_KERNELS=1 SWINRMT_CPU_LINEAR=onednn python -m swinrmt bench --models $M --img-size 64 --batch 64 \
+python -m swinrmt bench --models $M --img-size 64 --batch 64 \
   --mode train infer --precision fp32 --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_session11.json
 python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 \
   --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_auto_session11.json
@@ -145,17 +147,17 @@ uptime
 #     the CPU kernels built with 8-float vectors on AVX2 (csrc/vec.h) and oneDNN projections on every CPU, with the
 #     weight gradient on mm off AVX-512: each switch on/off at batch 64, then the target table at the new defaults.
 #     At 26335dd (before the change) the first two ran as
-#     `SWINRMT_CPU_LINEAR=onednn python benchmarks/speed/ab_switch.py onednn_linear --steps 6` and
-#     `SWINRMT_CPU_LINEAR=onednn python benchmarks/speed/ab_switch.py conv1x1_grads --mode train --steps 5`.
+#     `python benchmarks/speed/ab_switch.py onednn_linear --steps 6` and
+#     `python benchmarks/speed/ab_switch.py conv1x1_grads --mode train --steps 5`.
 uptime
 python benchmarks/speed/ab_switch.py onednn_linear --mode train --steps 5
 python benchmarks/speed/ab_switch.py short_attention --steps 5
-python benchmarks/speed/ab_switch.py depthwise_kernel --steps 5
+python benchmarks/speed/ab_switch.py depthwise --steps 5
 python benchmarks/speed/ab_switch.py short_attention --mode infer --steps 8
 python benchmarks/speed/ab_switch.py fold_rotary --mode infer --steps 8
 python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 \
   --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_session12.json
-python benchmarks/speed/ffn_routes.py --repeats 6
+# (one-off, removed; `git show 862583f:benchmarks/speed/...`) python benchmarks/speed/ffn_routes.py --repeats 6
 python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode infer --precision fp32 --no-memory \
   --steps 10 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_infer_rerun_session12.json
 python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 \
@@ -167,10 +169,10 @@ uptime
 #     the ConvFFN's routes and the stem / downsampling convs against the matmul, then the target table twice and the
 #     public RMT-T layout (stem stride 4).
 uptime
-python benchmarks/speed/fit_erf.py
+# (one-off, removed; `git show 862583f:benchmarks/speed/...`) python benchmarks/speed/fit_erf.py
 python benchmarks/speed/ab_switch.py kernels --base a961473 --mode infer train --steps 8
-python benchmarks/speed/ffn_routes.py --repeats 6
-python benchmarks/speed/dense_convs.py
+# (one-off, removed; `git show 862583f:benchmarks/speed/...`) python benchmarks/speed/ffn_routes.py --repeats 6
+# (one-off, removed; `git show 862583f:benchmarks/speed/...`) python benchmarks/speed/dense_convs.py
 python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 \
   --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_session13.json
 python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 \
@@ -178,7 +180,7 @@ python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer 
 python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 --stem-stride 4 \
   --steps 10 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_stem4_session13.json
 #     then SWAT's SiLU-gated value and head norm on the new pointwise kernel: on/off, and the target table once more
-python benchmarks/speed/ab_switch.py pointwise_kernel --model gated_swinrmt_swat_tiny --mode infer train --steps 8
+python benchmarks/speed/ab_switch.py pointwise --model gated_swinrmt_swat_tiny --mode infer train --steps 8
 python -m swinrmt bench --models $M --img-size 64 --batch 64 --mode train infer --precision fp32 \
   --steps 8 --warmup 2 --out benchmarks/speed/cpu_tiny_64px_b64_pointwise_session13.json
 uptime

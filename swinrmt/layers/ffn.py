@@ -4,9 +4,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from . import depthwise
+from .. import kernels
 from .conv import DWConv
-from .linear import Linear, linear
+from .linear import Linear
 
 
 class ConvFFN(nn.Module):
@@ -17,20 +17,10 @@ class ConvFFN(nn.Module):
         self.fc2 = Linear(hidden_dim, dim)
         self.drop = nn.Dropout(drop)
 
-    def fused(self, x: torch.Tensor) -> bool:
-        """Whether GELU, conv and residual run as one depthwise-kernel pass over fc1's output (`layers.depthwise`)."""
-        if self.dwconv is None or x.dim() != 4 or (self.drop.p and self.training):
-            return False
-        w = self.dwconv.conv.weight
-        return (self.fc1.weight.dtype == w.dtype == torch.float32 and min(x.shape[1], x.shape[2]) >= w.shape[-1]
-                and depthwise.takes(self.fc2.in_features, w.shape[-1], x.device, x.dtype))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fused(x):  # GELU(h) + conv(GELU(h)), GELU(h) recomputed in the backward rather than stored
-            h = linear(x, self.fc1.weight, self.fc1.bias)
-            conv = self.dwconv.conv
-            return self.drop(self.fc2(depthwise.depthwise_conv(h, conv.weight, conv.bias, "self", "gelu")))
+        return self.drop(self.fc2(kernels.ffn_hidden(self, x)))
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """h + DWConv(h), h = dropout(GELU(fc1 x)): what `kernels.ffn_hidden` computes, in the layers' own ops."""
         h = self.drop(self.fc1(x))
-        if self.dwconv is not None:
-            h = self.dwconv(h, h)
-        return self.drop(self.fc2(h))
+        return h if self.dwconv is None else self.dwconv(h, h)

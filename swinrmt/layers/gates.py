@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-from torch.utils.checkpoint import checkpoint
 
-from . import pointwise
+from .. import kernels
 from .linear import Linear
 
 GATE_MODES = ("elementwise", "headwise")
@@ -29,11 +28,7 @@ class OutputGate(nn.Module):
         return torch.sigmoid(self.proj(x))
 
     def forward(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        a = self.proj(x)
-        heads = self.num_heads if self.mode == "headwise" else 0
-        if torch.is_grad_enabled() and (y.requires_grad or a.requires_grad):
-            return SigmoidGate.apply(y, a, heads)
-        return gate_product(y, torch.sigmoid(a), heads)
+        return kernels.sigmoid_gate(y, self.proj(x), self.num_heads if self.mode == "headwise" else 0)
 
 
 def gate_product(y: torch.Tensor, g: torch.Tensor, heads: int = 0) -> torch.Tensor:
@@ -42,33 +37,6 @@ def gate_product(y: torch.Tensor, g: torch.Tensor, heads: int = 0) -> torch.Tens
         return y * g
     shape = y.shape
     return (y.view(*shape[:-1], heads, -1) * g.unsqueeze(-1)).view(shape)
-
-
-class SigmoidGate(torch.autograd.Function):
-    """z = y * sigmoid(a), keeping only z and a for the backward, never y.
-
-    Autograd would keep y and sigmoid(a) for the product, and W_O keeps z as its input: three activation-sized tensors
-    per gated block. Since dL/da = dz * y * g (1 - g) = dz * z (1 - g) with g = sigmoid(a), the output z (which W_O
-    holds anyway) stands in for y, with no division by g: one activation-sized tensor less per gated block, for one
-    sigmoid recomputed in the backward. The backward is plain differentiable tensor code on inputs and outputs, so
-    double backward works.
-    """
-
-    @staticmethod
-    def forward(ctx, y: torch.Tensor, a: torch.Tensor, heads: int) -> torch.Tensor:
-        z = gate_product(y, torch.sigmoid(a), heads)
-        ctx.save_for_backward(z, a)
-        ctx.heads = heads
-        return z
-
-    @staticmethod
-    def backward(ctx, dz: torch.Tensor):
-        z, a = ctx.saved_tensors
-        heads, g = ctx.heads, torch.sigmoid(a)
-        dz_z = dz * z
-        if heads:
-            dz_z = dz_z.view(*z.shape[:-1], heads, -1).sum(-1)
-        return gate_product(dz, g, heads), (dz_z * (1 - g)).to(a.dtype), None
 
 
 class SwiGLUValue(nn.Module):
@@ -81,10 +49,4 @@ class SwiGLUValue(nn.Module):
         self.gate = Linear(dim, out_dim, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        v, g = self.value(x), self.gate(x)
-        if pointwise.silu_mul_fits(v, g):  # one pass each way on CPU; keeps v and g, as the checkpoint below does
-            return pointwise.silu_mul(v, g)
-        if self.training and torch.is_grad_enabled() and (v.requires_grad or g.requires_grad):
-            # recompute SiLU(g) in the backward instead of holding it: one activation-sized tensor less per block
-            return checkpoint(pointwise.silu_mul_reference, v, g, use_reentrant=False)
-        return pointwise.silu_mul_reference(v, g)
+        return kernels.swiglu(self.value(x), self.gate(x), self.training)

@@ -1,6 +1,6 @@
 """Gated-SwinRMT registrations: the RMT macro and sizes with a windowed, shifted, gated axial mixer in every stage.
 
-Every SPEC §3 option is a keyword of `create_model` (see the mixer classes): `window_size`, `shift`, `gate`,
+Every docs/design.md §7 option is a keyword of `create_model` (see the mixer classes): `window_size`, `shift`, `gate`,
 `gate_input`, `lce`, `learnable_decay`, `rotary`; SWAT adds `norm`, `alibi`, `sigmoid_bias`.
 """
 from __future__ import annotations

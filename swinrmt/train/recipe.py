@@ -1,6 +1,6 @@
 """Training recipes: one YAML file -> one typed dataclass tree.
 
-A recipe is the whole protocol (SPEC §5): every family trains from the same object, so a comparison differs only in
+A recipe is the whole protocol (docs/design.md §5): every family trains from the same object, so a comparison differs only in
 `model.name`. Loading is strict on purpose: a misspelt key would otherwise silently train with a default, so unknown
 keys and wrong types are one-line errors naming the key.
 """
@@ -25,7 +25,7 @@ class ModelCfg:
     name: str = "gated_swinrmt_swat_nano"
     num_classes: int | None = None  # None: the dataset's number of classes
     drop_path_rate: float = 0.0
-    overrides: dict[str, Any] = field(default_factory=dict)  # extra create_model keywords (SPEC §3 options)
+    overrides: dict[str, Any] = field(default_factory=dict)  # extra create_model keywords (docs/design.md §7 options)
     grad_checkpointing: bool = False
     compile: bool = False
     sync_bn: bool = True  # convert BatchNorm to SyncBatchNorm when world > 1 on GPU (unsupported on CPU)

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from swinrmt.layers.attention import biased_attention
+from swinrmt.kernels.sdpa import biased_attention
 
 
 def _reference(q, k, v, bias, scale):

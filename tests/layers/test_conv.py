@@ -6,10 +6,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from swinrmt.kernels import onednn
 from swinrmt.layers import conv
-from swinrmt.layers.conv import DWConv, depthwise_weight_grad
+from swinrmt.kernels.onednn import depthwise_weight_grad
+from swinrmt.layers.conv import DWConv
+from tests.layers._kernels import set_policy
 
-pytestmark = pytest.mark.skipif(not conv.FAST_WEIGHT_GRAD, reason="this torch build has no oneDNN")
+pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this torch build has no oneDNN")
 
 # (H, W, kernel): wide kernels, maps smaller than the kernel, one-row and one-column maps
 CASES = [(7, 9, 5), (4, 4, 5), (2, 2, 3), (1, 6, 5), (6, 1, 5), (9, 8, 7), (2, 3, 7), (5, 5, 3)]
@@ -83,7 +86,7 @@ def test_flop_count_is_unchanged(monkeypatch):
     m = DWConv(4, 5)
     x = torch.randn(2, 8, 8, 4, requires_grad=True)
     fast = _training_flops(m, x)
-    monkeypatch.setattr(conv, "FAST_WEIGHT_GRAD", False)
+    set_policy(monkeypatch, dw_weight_grad=False)
     assert fast == _training_flops(m, x) > 0
 
 
@@ -115,7 +118,7 @@ def _count(fn, op: str) -> int:
     return sum(e.count for e in prof.key_averages() if e.key == op)
 
 
-@pytest.mark.skipif(not conv.HAVE_FUSED_CONV, reason="this torch build has no fused oneDNN convolution")
+@pytest.mark.skipif(not onednn.HAVE_FUSED_CONV, reason="this torch build has no fused oneDNN convolution")
 @pytest.mark.parametrize("k", [3, 5])
 def test_residual_add_fuses_the_add_in_inference_and_matches_in_training(k):
     """DWConv(x, other) = other + conv(x): one fused oneDNN op in float32 CPU inference (fails if the fusion is
@@ -138,7 +141,6 @@ def test_residual_add_fuses_the_add_in_inference_and_matches_in_training(k):
 
 
 def test_fused_inference_matches_the_plain_ops_on_whole_models(monkeypatch):
-    from swinrmt.layers import eager
     from swinrmt.registry import create_model
 
     torch.manual_seed(0)
@@ -147,9 +149,9 @@ def test_fused_inference_matches_the_plain_ops_on_whole_models(monkeypatch):
         m = create_model(name, num_classes=10, img_size=64).eval()
         with torch.inference_mode():
             fused = m(x)
-            monkeypatch.setattr(eager, "FUSE_INFERENCE", False)
+            set_policy(monkeypatch, fuse_inference=False)
             plain = m(x)
-            monkeypatch.setattr(eager, "FUSE_INFERENCE", True)
+            set_policy(monkeypatch, fuse_inference=True)
         torch.testing.assert_close(fused, plain, atol=1e-5, rtol=1e-4)
 
 
@@ -177,15 +179,15 @@ def test_bn_folds_into_the_conv_in_inference_only(which, monkeypatch):
     _randomise_bn(m)
     m.eval()
     folds = []
-    real = conv.conv_bn
-    monkeypatch.setattr(conv, "conv_bn", lambda *a, **k: folds.append(k.get("gelu", False)) or real(*a, **k))
+    real = onednn.conv_bn
+    monkeypatch.setattr(onednn, "conv_bn", lambda *a, **k: folds.append(k.get("gelu", False)) or real(*a, **k))
     with torch.no_grad():
         fused = m(x)
         assert folds == ([False] if which == "downsample" else [True, True, True, False])
-        monkeypatch.setattr(conv.eager, "FUSE_INFERENCE", False)
+        set_policy(monkeypatch, fuse_inference=False)
         plain = m(x)
     torch.testing.assert_close(fused, plain, atol=1e-5, rtol=1e-5)
-    monkeypatch.setattr(conv.eager, "FUSE_INFERENCE", True)
+    set_policy(monkeypatch, fuse_inference=True)
     folds.clear()
     m(x.requires_grad_()).sum().backward()  # eval with autograd: the plain layers, differentiable
     m.train()(x).sum().backward()  # training: batch statistics, never folded

@@ -11,10 +11,11 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from tests.layers._kernels import requires_kernels
-from swinrmt.layers import depthwise as dw
+from swinrmt import kernels
+from swinrmt.kernels import depthwise as dw
 from swinrmt.layers.conv import DWConv
 from swinrmt.layers.ffn import ConvFFN
-from swinrmt.layers.mixers import axial
+from tests.layers._kernels import set_policy
 
 pytestmark = requires_kernels
 
@@ -110,10 +111,10 @@ def test_eligibility_and_fallbacks(monkeypatch):
         assert not dw.eligible(x, w3)
     with FlopCounterMode(display=False):
         assert not dw.eligible(x, w3)
-    with axial.reference_path():
+    with kernels.reference():
         assert not dw.eligible(x, w3)
     assert dw.eligible(x, w3)
-    monkeypatch.setattr(dw, "ENABLED", False)
+    set_policy(monkeypatch, depthwise=False)
     assert not dw.eligible(x, w3) and not dw.takes(32, 3, x.device, x.dtype)
 
 
@@ -154,7 +155,7 @@ def test_modules_route_to_the_kernel_and_equal_pytorch(case, train, monkeypatch)
         module, inputs = (_SelfResidual(conv), [x]) if case == "cpe" else (conv, [x, y])
     calls = _kernel_calls(monkeypatch)
     on = _run(module, inputs, train)
-    monkeypatch.setattr(dw, "ENABLED", False)
+    set_policy(monkeypatch, depthwise=False)
     ref = _run(copy.deepcopy(module).double(), inputs, train)
     expected = {"cpe": ["self"], "ffn": ["self"], "lce": [] if not train else [None]}[case]
     assert [c if isinstance(c, str) else None for c in calls] == expected
@@ -197,7 +198,7 @@ def test_ffn_keeps_one_hidden_tensor_less_for_its_backward(monkeypatch):
     m = ConvFFN(32, 64)
     x = torch.randn(2, 8, 8, 32, requires_grad=True)
     on = _saved_bytes(lambda: m(x))
-    monkeypatch.setattr(dw, "ENABLED", False)
+    set_policy(monkeypatch, depthwise=False)
     off = _saved_bytes(lambda: m(x))
     assert off - on >= 2 * 8 * 8 * 64 * 4
 
@@ -205,8 +206,8 @@ def test_ffn_keeps_one_hidden_tensor_less_for_its_backward(monkeypatch):
 def test_ffn_with_dropout_in_training_keeps_pytorch_ops(monkeypatch):
     """Dropout sits between GELU and the conv: the fused pass would skip it."""
     m = ConvFFN(32, 64, drop=0.1).train()
-    assert not m.fused(torch.randn(2, 8, 8, 32))
-    assert m.eval().fused(torch.randn(2, 8, 8, 32))
+    assert not kernels.ffn_fused(m, torch.randn(2, 8, 8, 32))
+    assert kernels.ffn_fused(m.eval(), torch.randn(2, 8, 8, 32))
 
 
 def test_flop_counts_are_unchanged(monkeypatch):
@@ -215,7 +216,7 @@ def test_flop_counts_are_unchanged(monkeypatch):
     x = torch.randn(2, 8, 8, 32)
     counts = []
     for on in (True, False):
-        monkeypatch.setattr(dw, "ENABLED", on)
+        set_policy(monkeypatch, depthwise=on)
         with FlopCounterMode(display=False) as fc:
             m(x)
         counts.append(fc.get_total_flops())
@@ -224,5 +225,5 @@ def test_flop_counts_are_unchanged(monkeypatch):
 
 def test_the_kernels_build_where_a_compiler_exists():
     """With a compiler present, a failed build is a failure here, not a skip of every kernel test."""
-    lib = dw.cpu_kernels.build()  # raises RuntimeError with the compiler's first error line
-    assert lib.is_file() and dw.cpu_kernels.available()
+    lib = dw.build.build()  # raises RuntimeError with the compiler's first error line
+    assert lib.is_file() and dw.build.available()

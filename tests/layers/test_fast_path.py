@@ -1,6 +1,6 @@
 """The fast path (fused SDPA on strided views, block-diagonal window masks) must equal the plain reference path.
 
-`swinrmt.layers.mixers.axial.reference_path()` switches every axial mixer to the reference implementation
+`swinrmt.layers.mixers.kernels.reference()` switches every axial mixer to the reference implementation
 (`axial_window_attention`: per-window layouts, explicit softmax); the same weights and input must give the same output
 and the same gradients, for every option that changes the tables or the layout.
 """
@@ -11,12 +11,15 @@ import contextlib
 import pytest
 import torch
 
-from swinrmt.layers import short_attention
+from swinrmt import kernels
+from swinrmt.kernels import short_attention
+from swinrmt.kernels import axial as kaxial
 from swinrmt.layers.mixers import MaSA2d, MaSADecomposed, RetentionMixer, SwatMixer, axial
+from tests.layers._kernels import set_policy
 
 
 def _run(m, x, fast: bool):
-    with contextlib.nullcontext() if fast else axial.reference_path():  # the reference: no fast kernels either
+    with contextlib.nullcontext() if fast else kernels.reference():  # the reference: no fast kernels either
         x = x.detach().clone().requires_grad_()
         m.zero_grad(set_to_none=True)
         y = m(x)
@@ -106,7 +109,7 @@ def test_unrolled_passes_let_the_lce_and_attention_share_v(monkeypatch):
         def pack(t):
             storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
             return t
-        monkeypatch.setattr(axial, "UNROLL_SHIFTED", unroll)
+        set_policy(monkeypatch, unroll_shifted=unroll)
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             y = m(x)
         return sum(storages.values()), y.detach()
@@ -138,13 +141,8 @@ def test_fast_path_takes_the_fused_kernel_and_few_copies():
     x = torch.randn(2, 8, 8, 32, requires_grad=True)
 
     def ops(fast):
-        prev = axial.FAST_PATH
-        axial.FAST_PATH = fast
-        try:
-            with profile() as p:
-                m(x).sum().backward()
-        finally:
-            axial.FAST_PATH = prev
+        with kernels.use(whole_axis=fast), profile() as p:
+            m(x).sum().backward()
         return {e.key: e.count for e in p.key_averages()}
 
     fast, ref = ops(True), ops(False)
@@ -163,7 +161,7 @@ def test_masa2d_uses_fused_kernel():
 
 def test_block_diagonal():
     t = torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).view(2, 3, 2, 2)
-    full = axial.block_diagonal(t, -1.0)
+    full = kaxial.block_diagonal(t, -1.0)
     assert full.shape == (2, 6, 6)
     for w in range(3):
         torch.testing.assert_close(full[:, 2 * w:2 * w + 2, 2 * w:2 * w + 2], t[:, w])
@@ -175,11 +173,11 @@ def test_block_diagonal():
 
 def test_sigmoid_group_sizes():
     geo = axial.AxisGeometry
-    assert axial.sigmoid_group(geo(32, 4, 0), 16) == 4  # 8 windows of 4: 4 per pass
-    assert axial.sigmoid_group(geo(12, 4, 0), 16) == 3  # 3 windows: a divisor of the count
-    assert axial.sigmoid_group(geo(20, 4, 0), 16) == 1  # 5 windows: no divisor in 2..4
-    assert axial.sigmoid_group(geo(32, 4, 0), 0) == 1
-    assert axial.sigmoid_group(geo(8, 8, 0), 16) == 1  # one window
+    assert kaxial.sigmoid_group(geo(32, 4, 0), 16) == 4  # 8 windows of 4: 4 per pass
+    assert kaxial.sigmoid_group(geo(12, 4, 0), 16) == 3  # 3 windows: a divisor of the count
+    assert kaxial.sigmoid_group(geo(20, 4, 0), 16) == 1  # 5 windows: no divisor in 2..4
+    assert kaxial.sigmoid_group(geo(32, 4, 0), 0) == 1
+    assert kaxial.sigmoid_group(geo(8, 8, 0), 16) == 1  # one window
 
 
 @pytest.mark.parametrize("dim,heads,merged", [(32, 4, True), (64, 2, False)], ids=["head_dim8", "head_dim32"])
@@ -187,7 +185,7 @@ def test_swat_fast_path_merges_windows_at_small_head_dims(monkeypatch, dim, head
     """Fails if the merge is reverted (or applied where it measured slower, head dim 32). The merge is the explicit
     sigmoid path's; where the short-attention kernel takes the passes it does not run (tests/layers/
     test_short_attention.py), so the kernel is off here."""
-    monkeypatch.setattr(short_attention, "ENABLED", False)
+    set_policy(monkeypatch, short_attention=False)
     seen = []
     run = axial.axial_window_attention
 
@@ -198,7 +196,7 @@ def test_swat_fast_path_merges_windows_at_small_head_dims(monkeypatch, dim, head
     monkeypatch.setattr(axial, "axial_window_attention", record)
     m = SwatMixer(dim, heads, window_size=4, shift=True)
     m(torch.randn(1, 8, 16, dim))
-    with axial.reference_path():
+    with kernels.reference():
         m(torch.randn(1, 8, 16, dim))
     assert seen[1] == (4, 4)  # the reference: one window per pass
     assert seen[0] == ((8, 16) if merged else (4, 4))
@@ -207,14 +205,42 @@ def test_swat_fast_path_merges_windows_at_small_head_dims(monkeypatch, dim, head
 def test_merged_sigmoid_pass_needs_the_multiplier():
     t = axial.PassTables(torch.zeros(1, 1, 2, 4, 4))
     with pytest.raises(ValueError, match="multiplier"):
-        axial.grouped_sigmoid_pass(axial.AxisGeometry(8, 4, 0), t, "w", 2, "none")
+        kaxial.grouped_sigmoid_pass(axial.AxisGeometry(8, 4, 0), t, "w", 2, "none")
 
 
-def test_reference_path_context_restores_flag():
-    assert axial.FAST_PATH is True
-    with axial.reference_path():
-        assert axial.FAST_PATH is False
-    assert axial.FAST_PATH is True
+def test_policy_contexts_restore_the_policy_and_are_per_thread():
+    import threading
+
+    assert kernels.current() == kernels.Policy()  # the default: every route on
+    with kernels.reference() as ref:
+        assert not ref.whole_axis and not ref.cpp and kernels.current() is ref
+        with kernels.use(whole_axis=True):
+            assert kernels.current().whole_axis and not kernels.current().short_attention
+        seen = []
+        t = threading.Thread(target=lambda: seen.append(kernels.current()))
+        t.start(), t.join()
+        assert seen == [kernels.Policy()]  # another thread keeps its own policy
+    assert kernels.current() == kernels.Policy()
+    with pytest.raises(ValueError, match="unknown kernel policy field.*'fast_path'"):
+        with kernels.use(fast_path=False):
+            pass
+    try:
+        with kernels.use(whole_axis=False):
+            raise KeyError
+    except KeyError:
+        pass
+    assert kernels.current().whole_axis  # restored after an exception too
+
+
+def test_kernels_environment_setting():
+    from swinrmt.kernels import policy
+
+    assert policy.from_env(None) == policy.from_env(" AUTO ") == kernels.Policy()
+    assert policy.from_env("reference") == policy.REFERENCE and not policy.REFERENCE.complex_rotary
+    assert not policy.from_env("no-cpp").cpp and policy.from_env("no-cpp").onednn_linear
+    assert not policy.from_env("no-onednn").onednn_linear and policy.from_env("no-onednn").short_attention
+    with pytest.raises(ValueError, match="SWINRMT_KERNELS='fast' is not valid; accepted: auto, reference"):
+        policy.from_env("fast")
 
 
 def test_whole_model_fast_equals_reference():
@@ -226,7 +252,7 @@ def test_whole_model_fast_equals_reference():
         x = torch.randn(2, 3, 40, 36)
         with torch.no_grad():
             y_fast = m(x)
-            with axial.reference_path():
+            with kernels.reference():
                 y_ref = m(x)
         torch.testing.assert_close(y_fast, y_ref, atol=1e-4, rtol=1e-4)
 
@@ -240,9 +266,7 @@ def test_lean_sigmoid_path_holds_far_less_for_the_backward():
     activation = x.numel() * 4
 
     def held(fast: bool) -> int:
-        prev = axial.FAST_PATH
-        axial.FAST_PATH = fast
-        try:
+        with kernels.use(whole_axis=fast, sigmoid_groups=fast, lean_sigmoid=fast):
             seen: dict[int, int] = {}
 
             def pack(t):
@@ -254,8 +278,6 @@ def test_lean_sigmoid_path_holds_far_less_for_the_backward():
             with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
                 m(x).sum().backward()
             return sum(seen.values())
-        finally:
-            axial.FAST_PATH = prev
 
     fast, ref = held(True), held(False)
     # held: x, X W_v, X W_vg, the padded q, k, v and the output projection's input = 7 activations
@@ -299,7 +321,7 @@ def test_inference_path_choice_by_window_count_keeps_the_function(monkeypatch):
     with torch.no_grad(), profile() as p:
         windowed = m(x)
     assert "aten::_scaled_dot_product_flash_attention_for_cpu" not in {e.key for e in p.key_averages()}
-    monkeypatch.setattr(axial, "WINDOWED_IF_WINDOWS", ())
+    set_policy(monkeypatch, windowed_if_two_windows=False)
     with torch.no_grad(), profile() as p:
         fused = m(x)
     assert "aten::_scaled_dot_product_flash_attention_for_cpu" in {e.key for e in p.key_averages()}

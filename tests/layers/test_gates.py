@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from swinrmt.layers.gates import OutputGate, SigmoidGate, gate_product
+from swinrmt.kernels.pointwise import SigmoidGate
+from swinrmt.layers.gates import OutputGate, gate_product
 from swinrmt.layers.linear import Linear
 
 

@@ -8,8 +8,11 @@ import torch.nn.functional as F
 from torch.profiler import profile
 from torch.utils.flop_counter import FlopCounterMode
 
-from swinrmt.layers import linear as L
-from swinrmt.layers.linear import Linear, linear, onednn_ok
+from swinrmt import kernels
+from swinrmt.kernels import onednn as L
+from swinrmt.kernels.onednn import linear, onednn_ok
+from swinrmt.layers.linear import Linear
+from tests.layers._kernels import set_policy
 
 pytestmark = pytest.mark.skipif(not L.HAVE_ONEDNN_LINEAR, reason="this torch build has no oneDNN linear op")
 
@@ -95,9 +98,9 @@ def test_linear_gelu_fuses_in_inference_and_matches_everywhere(monkeypatch):
     with torch.inference_mode():
         assert _calls(lambda: L.linear_gelu(x, w, b), "aten::gelu") == 0
         torch.testing.assert_close(L.linear_gelu(x, w, b), ref, atol=1e-5, rtol=1e-5)
-        monkeypatch.setattr(L.eager, "FUSE_INFERENCE", False)
+        set_policy(monkeypatch, fuse_inference=False)
         assert _calls(lambda: L.linear_gelu(x, w, b), "aten::gelu") == 1
-        monkeypatch.setattr(L.eager, "FUSE_INFERENCE", True)
+        set_policy(monkeypatch, fuse_inference=True)
     wg = w.clone().requires_grad_()
     y = L.linear_gelu(x, wg, b)
     assert y.grad_fn is not None  # training: the plain GELU, whose backward autograd knows
@@ -127,11 +130,8 @@ def test_falls_back_to_f_linear_where_onednn_does_not_apply():
     with FlopCounterMode(display=False) as counter:  # the FLOP counter must see aten's GEMM
         m(x)
     assert counter.get_total_flops() == 2 * 4 * 16 * 32
-    prev, L.ONEDNN = L.ONEDNN, False
-    try:
+    with kernels.use(onednn_linear=False):
         assert not _uses_onednn(lambda: m(x))
-    finally:
-        L.ONEDNN = prev
     traced = torch.jit.trace(m, x)
     assert "aten::linear" in str(traced.graph)
 
@@ -156,22 +156,7 @@ def test_linear_is_a_drop_in_nn_linear():
     torch.testing.assert_close(m(x), ref(x), atol=1e-5, rtol=1e-5)
 
 
-def test_environment_switch():
-    assert L.kernel_from_env(" oneDNN ") and not L.kernel_from_env("aten") and not L.kernel_from_env("ATEN")
-    assert L.kernel_from_env(None) and L.kernel_from_env("auto")  # the default: oneDNN on every CPU
-    with pytest.raises(ValueError, match="SWINRMT_CPU_LINEAR='mkl' is not valid"):
-        L.kernel_from_env("mkl")
+def test_weight_gradient_route_follows_the_cpu():
     # the weight gradient on oneDNN's 1x1-convolution backward only where the CPU has AVX-512
     assert L.CONV1X1_WEIGHT_GRAD == L.eager.cpu_has_avx512()
-
-
-def test_cpu_kernels_environment_switch():
-    """SWINRMT_CPU_KERNELS: auto (the default) and 1 build and run swinrmt's C++ kernels, 0 does not."""
-    from swinrmt.layers import eager
-    from swinrmt.layers.cpu_kernels import enabled_from_env
-
-    assert enabled_from_env(None) and enabled_from_env("AUTO") and enabled_from_env("1")
-    assert not enabled_from_env(" 0 ")
-    with pytest.raises(ValueError, match="SWINRMT_CPU_KERNELS='yes' is not valid"):
-        enabled_from_env("yes")
-    assert eager.cpu_has_avx512() == ("AVX512" in torch.backends.cpu.get_cpu_capability())
+    assert L.eager.cpu_has_avx512() == ("AVX512" in torch.backends.cpu.get_cpu_capability())

@@ -1,4 +1,4 @@
-"""SPEC §4: the windowed mixers against independent loop references, locality, padding, caching."""
+"""docs/design.md §4: the windowed mixers against independent loop references, locality, padding, caching."""
 import pytest
 import torch
 
@@ -40,7 +40,7 @@ def test_masa_decomposed_equals_loop_reference(rotary):
 
 @pytest.mark.parametrize("gate", ["none", "elementwise", "headwise"])
 def test_retention_one_window_no_shift_equals_reference(gate):
-    """SPEC §3.5: one window covering the map and no shift is RMT's decomposed attention (plus the gate)."""
+    """docs/design.md §3.5: one window covering the map and no shift is RMT's decomposed attention (plus the gate)."""
     m = RetentionMixer(16, 2, window_size=8, shift=True, gate=gate).double()  # 5x6 map: one window, shift off
     x = torch.randn(2, 5, 6, 16, dtype=torch.float64)
     assert torch.allclose(m(x), _reference(m, x), atol=1e-10)

@@ -9,10 +9,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from tests.layers._kernels import requires_kernels
-from swinrmt.layers import pointwise as pw
+from swinrmt import kernels
+from swinrmt.kernels import pointwise as pw
 from swinrmt.layers.gates import SwiGLUValue
-from swinrmt.layers.mixers import axial
 from swinrmt.layers.mixers.swat import SwatMixer
+from tests.layers._kernels import set_policy
 
 pytestmark = requires_kernels
 
@@ -97,7 +98,7 @@ def test_routing_and_fallbacks(monkeypatch):
     assert not _ran_kernel(lambda: pw.head_rms_norm(x, w, 8, 1e-6))  # head dim 8: not a multiple of 16
     with FlopCounterMode(display=False):  # a dispatch mode: PyTorch's ops, which it can count
         assert not pw.silu_mul_fits(v, g)
-    monkeypatch.setattr(pw, "ENABLED", False)
+    set_policy(monkeypatch, pointwise=False)
     assert not _ran_kernel(lambda: pw.head_rms_norm(x, w, 16, 1e-6))
     assert not pw.silu_mul_fits(v, g)
 
@@ -112,7 +113,7 @@ def test_swat_mixer_on_the_kernels_equals_the_reference_path():
     xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
     ya = mixer(xa)
     ya.backward(dy)
-    with axial.reference_path():
+    with kernels.reference():
         yb = ref(xb)
         yb.backward(dy)
     torch.testing.assert_close(ya, yb, atol=1e-5, rtol=1e-4)
@@ -134,5 +135,5 @@ def test_swiglu_value_saves_no_more_than_the_checkpoint(monkeypatch):
         return sum(saved)
 
     on_kernel = saved_elements()
-    monkeypatch.setattr(pw, "ENABLED", False)
+    set_policy(monkeypatch, pointwise=False)
     assert on_kernel <= saved_elements()

@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from swinrmt.layers import rotary
-from swinrmt.layers.rotary import apply_rotary, rotary_tables, rotate_every_two
+from swinrmt.kernels.rotate import complex_fits
+from swinrmt.kernels.rotate import rotate as apply_rotary
+from swinrmt.layers.rotary import rotary_tables, rotate_every_two
 
 
 def _real(x, sin, cos):
@@ -20,7 +21,7 @@ def test_complex_rotary_matches_real_formula(dtype, layout):
     else:  # (B, H, W, heads, d) against (H, W, 1, d), as RMT's decomposed passes use it
         x = torch.randn(2, 4, 5, 3, 8, dtype=dtype)
         sin, cos = (t.view(4, 5, 1, 8) for t in rotary_tables(20, 8, dtype, x.device))
-    assert rotary._complex_ok(x)
+    assert complex_fits(x)
     x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
     y1, y2 = apply_rotary(x1, sin, cos), _real(x2, sin, cos)
     tol = 1e-6 if dtype == torch.float32 else 1e-12
@@ -34,7 +35,7 @@ def test_rotary_falls_back_where_complex_cannot_run():
     x = torch.randn(2, 6, 8)
     sin, cos = rotary_tables(6, 8, x.dtype, x.device)
     odd = torch.randn(2, 6, 9)[..., 1:]  # odd storage offset: no complex view
-    assert not rotary._complex_ok(odd) and not rotary._complex_ok(x.bfloat16())
+    assert not complex_fits(odd) and not complex_fits(x.bfloat16())
     torch.testing.assert_close(apply_rotary(odd, sin, cos), _real(odd, sin, cos))
     yb = apply_rotary(x.bfloat16(), sin.bfloat16(), cos.bfloat16())
     assert yb.dtype == torch.bfloat16

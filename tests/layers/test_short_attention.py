@@ -18,10 +18,13 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from tests.layers._kernels import requires_kernels
-from swinrmt.layers import attention, cpu_kernels
-from swinrmt.layers import short_attention as sa
-from swinrmt.layers.mixers import MaSA2d, MaSADecomposed, RetentionMixer, axial, masa
+from swinrmt import kernels
+from swinrmt.kernels import build as cpu_kernels
+from swinrmt.kernels import sdpa as attention
+from swinrmt.kernels import short_attention as sa
+from swinrmt.layers.mixers import MaSA2d, MaSADecomposed, RetentionMixer, axial
 from swinrmt.layers.rotary import apply_rotary, folded_rotary, rotary_tables
+from tests.layers._kernels import set_policy
 
 pytestmark = requires_kernels
 
@@ -128,9 +131,9 @@ def test_falls_back_to_pytorch(case, monkeypatch):
         bias = bias[0]
     ctx = torch.enable_grad()
     if case == "disabled":
-        monkeypatch.setattr(sa, "ENABLED", False)
+        set_policy(monkeypatch, short_attention=False)
     elif case == "reference_path":
-        ctx = axial.reference_path()
+        ctx = kernels.reference()
     elif case == "flop_counter":  # the counter must see the attention FLOPs (it cannot see inside the kernel)
         ctx = FlopCounterMode(display=False)
     elif case == "autocast":
@@ -145,7 +148,7 @@ def test_flop_count_unchanged(monkeypatch):
     x = torch.randn(2, 8, 8, 64)
     with FlopCounterMode(display=False) as c1:
         m(x)
-    monkeypatch.setattr(sa, "ENABLED", False)
+    set_policy(monkeypatch, short_attention=False)
     with FlopCounterMode(display=False) as c2:
         m(x)
     assert c1.get_total_flops() == c2.get_total_flops() > 0
@@ -160,7 +163,7 @@ def test_mixers_equal_with_and_without_kernel(mixer, monkeypatch):
     calls = _kernel_calls(monkeypatch)
     results = []
     for on in (True, False):
-        monkeypatch.setattr(sa, "ENABLED", on)
+        set_policy(monkeypatch, short_attention=on)
         xi = x.clone().requires_grad_()
         m.zero_grad(set_to_none=True)
         y = m(xi)
@@ -193,13 +196,28 @@ def test_build_is_cached_and_a_failed_build_is_one_clear_error(tmp_path, monkeyp
     assert sorted(p.name for p in tmp_path.iterdir()) == [first.name]  # no partial file left behind
 
 
-def test_extra_compiler_flags_are_part_of_the_cache_key(tmp_path, monkeypatch):
-    monkeypatch.delenv(cpu_kernels.EXTRA_FLAGS_ENV, raising=False)
+def test_extra_compiler_flags_are_part_of_the_cache_key(tmp_path):
     first = cpu_kernels.build(tmp_path)
-    monkeypatch.setenv(cpu_kernels.EXTRA_FLAGS_ENV, "-fno-such-flag-swinrmt")  # a new key, built and failing
-    with pytest.raises(RuntimeError, match="fno-such-flag-swinrmt"):
-        cpu_kernels.build(tmp_path)
+    with pytest.raises(RuntimeError, match="fno-such-flag-swinrmt"):  # a new key, built and failing
+        cpu_kernels.build(tmp_path, extra_flags=("-fno-such-flag-swinrmt",))
     assert sorted(p.name for p in tmp_path.iterdir()) == [first.name]
+
+
+@requires_kernels
+def test_the_policy_picks_the_library(tmp_path):
+    """`kernel_sources` / `kernel_flags` name another library (an A/B of two revisions' kernels); a failed one warns
+    and runs PyTorch's ops, and the default library is untouched."""
+    default = cpu_kernels.load()
+    copy = tmp_path / "csrc"
+    shutil.copytree(cpu_kernels.CSRC, copy)
+    with kernels.use(kernel_sources=copy):
+        assert cpu_kernels.load() is not None and cpu_kernels.load() is not default
+    with kernels.use(kernel_flags=("-fno-such-flag-swinrmt",)), warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        assert cpu_kernels.load() is None and not cpu_kernels.available()
+        assert not sa.takes(16, 16, torch.float32, torch.device("cpu"))
+    assert any("CPU kernels are off" in str(x.message) for x in w)
+    assert cpu_kernels.load() is default
 
 
 def test_build_reads_the_sources_of_the_folder_it_is_given(tmp_path):
@@ -228,7 +246,7 @@ def _cpu_flags() -> set[str]:
 def test_the_other_vector_width_too(tmp_path):
     """The tests above run the width this CPU builds (csrc/vec.h: 16 floats on AVX-512, 8 on AVX2). On an AVX-512 CPU,
     run the kernels' value and gradient tests again on the 8-float build, so both widths are checked on one machine."""
-    env = dict(os.environ, SWINRMT_KERNEL_CFLAGS="-mno-avx512f", SWINRMT_CACHE_DIR=str(tmp_path))
+    env = dict(os.environ, SWINRMT_TEST_KERNEL_FLAGS="-mno-avx512f", SWINRMT_CACHE=str(tmp_path))
     tests = Path(__file__).parent
     select = ("every_length or broadcast_bias or zero_weight or equal or strided or gelu_matches or match_pytorch "
               "or matches_pytorch or extremes")
@@ -243,9 +261,8 @@ def test_the_other_vector_width_too(tmp_path):
 
 def test_unavailable_kernel_warns_once_and_falls_back(monkeypatch, tmp_path):
     monkeypatch.setenv("CXX", "false")
-    monkeypatch.setenv("SWINRMT_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(cpu_kernels, "_lib", None)
-    monkeypatch.setattr(cpu_kernels, "_tried", False)
+    monkeypatch.setenv("SWINRMT_CACHE", str(tmp_path))
+    monkeypatch.setattr(cpu_kernels, "_libs", {})
     q = k = v = torch.randn(2, 2, 16, 16)
     bias = torch.zeros(1, 2, 16, 16)
     with warnings.catch_warnings(record=True) as w:
@@ -266,7 +283,7 @@ def test_two_window_inference_keeps_the_whole_axis_path_on_the_kernel(monkeypatc
     with torch.no_grad():
         on_kernel = m(x)
     assert len(calls) == 2
-    monkeypatch.setattr(sa, "ENABLED", False)
+    set_policy(monkeypatch, short_attention=False)
     windowed_layout = []
     real = axial.axial_window_attention
     monkeypatch.setattr(axial, "axial_window_attention", lambda *a, **k: windowed_layout.append(1) or real(*a, **k))
@@ -340,7 +357,7 @@ def test_swat_mixer_on_the_kernel_equals_the_reference(opts, shape, training, mo
     for ref in (False, True):
         xi = x.clone().requires_grad_()
         m.zero_grad(set_to_none=True)
-        with axial.reference_path() if ref else torch.enable_grad():
+        with kernels.reference() if ref else torch.enable_grad():
             y = m(xi)
             (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
         results.append((y.detach(), xi.grad, {n: p.grad for n, p in m.named_parameters() if p.grad is not None}))
@@ -416,7 +433,7 @@ def test_rotary_with_autograd_or_without_the_kernel_takes_rotated_copies(monkeyp
     gy = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
     for a, b in zip(torch.autograd.grad(out, leaves, gy), torch.autograd.grad(ref, ref_leaves, gy.double())):
         torch.testing.assert_close(a.double(), b.double(), atol=1e-4, rtol=1e-4)
-    monkeypatch.setattr(sa, "ENABLED", False)  # PyTorch's kernel: rotated copies first
+    set_policy(monkeypatch, short_attention=False)  # PyTorch's kernel: rotated copies first
     with torch.no_grad():
         torch.testing.assert_close(attention.biased_attention(*plain, bias, 1.0, rotary=rot).double(),
                                    reference(*rotated, bias, 1.0), atol=2e-5, rtol=1e-4)
@@ -439,25 +456,24 @@ def test_rotary_offsets_cancel_and_tables_must_cover_the_call():
 
 @pytest.mark.parametrize("mixer", ["decomposed", "2d"])
 def test_rmt_mixers_fold_the_rotary_in_inference_only(mixer, monkeypatch):
-    """Inference rotates inside the kernel (no apply_rotary) and equals rotating first; training rotates first."""
+    """Inference rotates inside the kernel (no `kernels.rotate`) and equals rotating first; training rotates first."""
     torch.manual_seed(0)
     m = (MaSADecomposed(64, 4) if mixer == "decomposed" else MaSA2d(64, 4)).eval()
     x = torch.randn(2, 16, 16, 64) if mixer == "decomposed" else torch.randn(2, 4, 4, 64)
     rotations = []
-    mod = axial if mixer == "decomposed" else masa
-    real = mod.apply_rotary
-    monkeypatch.setattr(mod, "apply_rotary", lambda *a: rotations.append(1) or real(*a))
+    real = kernels.rotate
+    monkeypatch.setattr(kernels, "rotate", lambda *a: rotations.append(1) or real(*a))
     with torch.no_grad():
         folded = m(x)
         assert rotations == []
-        monkeypatch.setattr(axial, "FOLD_ROTARY", False)
+        set_policy(monkeypatch, fold_rotary=False)
         unfolded = m(x)
         assert len(rotations) == 2
-        with axial.reference_path():
+        with kernels.reference():
             ref = m(x)
     torch.testing.assert_close(folded, unfolded, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(folded, ref, atol=1e-5, rtol=1e-4)
-    monkeypatch.setattr(axial, "FOLD_ROTARY", True)
+    set_policy(monkeypatch, fold_rotary=True)
     rotations.clear()
     m.train()(x.requires_grad_()).sum().backward()
     assert len(rotations) == 2

@@ -1,7 +1,7 @@
 """An independent value test of a shifted, windowed SWAT mixer: float64 loops over original (unrolled) coordinates.
 
 Shares no table, roll, pad or layout code with the package: the shift mask, the padding mask, the -log n bias, the
-balanced ALiBi slopes and the decay are recomputed here from SPEC §3.2-3.3, and every sum is a Python loop. The
+balanced ALiBi slopes and the decay are recomputed here from docs/design.md §3, and every sum is a Python loop. The
 mixer runs in float32 at head dim 16, where the CPU kernels take the passes when they are built.
 """
 import math

@@ -10,14 +10,10 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .. import short_attention
-from ..attention import biased_attention
+from ... import kernels
 from ..conv import DWConv
 from ..decay import cached_log_decay_2d
-from ..eager import needs_grad
 from ..linear import Linear
-from ..rotary import apply_rotary, folded_rotary, rotary_tables
-from . import axial
 from ..options import check_choice
 from .retention import RetentionMixer
 
@@ -53,16 +49,12 @@ class MaSA2d(nn.Module):
         q, k, v = self.q(x), self.k(x), self.v(x)
         v_map = v
         q, k, v = (t.reshape(b, h * w, heads, d).transpose(1, 2) for t in (q, k, v))
-        rot = None
-        if self.rotary == "flat":
-            if axial.FOLD_ROTARY and not needs_grad(q, k) and short_attention.takes(h * w, d, q.dtype, q.device):
-                rot = folded_rotary(h * w, d, q.dtype, q.device)  # the kernel rotates q and k as it loads them
-            else:
-                sin, cos = rotary_tables(h * w, d, q.dtype, q.device)
-                q, k = apply_rotary(q, sin, cos), apply_rotary(k, sin, cos)
         bias = cached_log_decay_2d(h, w, heads, self.decay_a, self.decay_b, q.dtype, q.device)
         # a 4-D mask: with a 3-D one, CPU SDPA falls back to the unfused math path (and its safe-softmax checks)
-        y = biased_attention(q, k, v, bias.unsqueeze(0), rotary=rot)
+        if self.rotary == "flat":  # q and k rotated by the flattened position first
+            y = kernels.flat_rotary_attention(q, k, v, bias.unsqueeze(0))
+        else:
+            y = kernels.attention(q, k, v, bias.unsqueeze(0))
         y = y.transpose(1, 2).reshape(b, h, w, c)
         if self.lce is not None:
             y = self.lce(v_map, y)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..attention import biased_attention
+from ... import kernels
 from .._cache import cached
 from ..linear import Linear
 from ..windows import (axis_geometry, crop_and_unroll, roll_and_pad, window_allowed_2d, window_partition,
@@ -52,7 +52,7 @@ class WindowMSA(nn.Module):
         rel = self.relative_position_bias_table[idx.reshape(-1)].view(n, n, self.num_heads).permute(2, 0, 1)
         mask = cached(("swin_mask", gh, gw, x.dtype, x.device),
                       lambda: torch.where(window_allowed_2d(gh, gw, x.device), 0.0, NEG).to(x.dtype)[:, None])
-        y = biased_attention(q, k, v, rel.to(q.dtype) + mask)
+        y = kernels.attention(q, k, v, rel.to(q.dtype) + mask)
         y = y.transpose(2, 3).reshape(b, -1, n, c)
         y = self.proj(y)
         return crop_and_unroll(window_reverse(y, gh, gw), gh, gw)
