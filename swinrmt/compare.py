@@ -267,7 +267,8 @@ def write_result(job: Job, res: dict[str, Any]) -> None:
     size = model_size(job.run_dir)
     result = {**job.meta, "test_top1": res["test_top1"], "best_top1": res.get("best_top1"),
               **{k: v for k, v in res.items() if k.startswith("test_") and k != "test_top1"},
-              "wall_s": res.get("wall_s"), "threads": res.get("threads"), "train_images": res.get("train_images"), "machine": machine(threads=False),
+              "wall_s": res.get("wall_s"), "threads": res.get("threads"), "train_images": res.get("train_images"),
+              "machine": machine(threads=False),
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **size}
     write_text(job.run_dir / RESULT, json.dumps(result, indent=1))
 
@@ -300,6 +301,9 @@ def load_results(out: Path) -> list[dict[str, Any]]:
         row["curve"] = [(e["epoch"] + 1, e["test_top1"], e.get("test_ema_top1")) for e in row["epochs_log"]
                         if "test_top1" in e]
         row["run_dir"] = str(path.parent)
+        # wall_s spans the last process only; the epochs' own times are checkpointed, so they add up across resumes
+        times = [e["epoch_time_s"] for e in row["epochs_log"] if "epoch_time_s" in e]
+        row["train_s"] = sum(times) if len(times) == len(row["epochs_log"]) and times else row.get("wall_s")
         rows.append(row)
     return rows
 
@@ -367,8 +371,8 @@ def write_report(out: str | Path, baseline: str | None = None, confidence: float
         any_run = next(iter(runs.values()))
         summary.append({"label": lab, "seeds": sorted(runs), "top1_mean": raw["mean"], "top1_std": raw["std"],
                         "params": any_run["params"], "flops": any_run["flops"],
-                        "train_s_mean": mean_std([r["wall_s"] for r in runs.values()])[0],
-                        "train_s_total": sum(r["wall_s"] for r in runs.values()),
+                        "train_s_mean": mean_std([r["train_s"] for r in runs.values()])[0],
+                        "train_s_total": sum(r["train_s"] for r in runs.values()),
                         "diff_vs_baseline": raw["diff"], "ema": ema})
     _write_raw(out, rows)
     _plot(out, labels, by, summary)
@@ -377,8 +381,8 @@ def write_report(out: str | Path, baseline: str | None = None, confidence: float
 
 
 def _write_raw(out: Path, rows: list[dict[str, Any]]) -> None:
-    keys = ["label", "model", "seed", "test_top1", "test_ema_top1", "best_top1", "wall_s", "threads", "machine",
-            "params", "flops"]
+    keys = ["label", "model", "seed", "test_top1", "test_ema_top1", "best_top1", "train_s", "wall_s", "threads",
+            "machine", "params", "flops"]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=keys + ["overrides"], extrasaction="ignore")
     w.writeheader()
@@ -409,8 +413,9 @@ def _markdown(out: Path, summary: list[dict[str, Any]], rows: list[dict[str, Any
     ci = f"pp, paired, {int(confidence * 100)} % CI"
     lines = [f"# Comparison: {', '.join(s['label'] for s in summary)}", "",
              f"Recipe `{plan.get('recipe_name', '?')}` (resolved protocol in `{PLAN}`); machine: "
-             f"{'; '.join(machines)}; wall time {sum(s['train_s_total'] for s in summary) / 60:.0f} min for "
-             f"{sum(len(s['seeds']) for s in summary)} runs.", ""]
+             f"{'; '.join(machines)}; training time {sum(s['train_s_total'] for s in summary) / 60:.0f} min for "
+             f"{sum(len(s['seeds']) for s in summary)} runs (the sum of the epochs' times, across resumes; "
+             "evaluation not included).", ""]
     head = "| model | params | GFLOPs | train time / run | seeds | top-1 % (mean ± std) | Δ vs `{b}` ({ci}) |"
     if with_ema:
         lines += ["Final-epoch test top-1 of the raw weights and of their EMA (the recipe keeps both).", ""]
@@ -425,12 +430,12 @@ def _markdown(out: Path, summary: list[dict[str, Any]], rows: list[dict[str, Any
             e = s["ema"]
             line += f" {e['mean']:.2f} ± {e['std']:.2f} | {_fmt_diff(e['diff'])} |"
         lines.append(line)
-    lines += ["", "Per run:", "", "| model | seed | raw top-1 % | EMA top-1 % | epochs | wall time | threads | machine |"
-              " finished |", "|---|---:|---:|---:|---:|---:|---:|---|---|"]
+    lines += ["", "Per run:", "", "| model | seed | raw top-1 % | EMA top-1 % | epochs | train time | threads |"
+              " machine | finished |", "|---|---:|---:|---:|---:|---:|---:|---|---|"]
     for r in rows:
         ema = f"{r['test_ema_top1']:.2f}" if r.get("test_ema_top1") is not None else "-"
         lines.append(f"| `{r['label']}` | {r['seed']} | {r['test_top1']:.2f} | {ema} | {len(r['epochs_log'])} | "
-                     f"{r['wall_s'] / 60:.1f} min | {r.get('threads', '-')} | {r.get('machine', '-')} | "
+                     f"{r['train_s'] / 60:.1f} min | {r.get('threads', '-')} | {r.get('machine', '-')} | "
                      f"{r.get('finished', '-')} |")
     lines += ["", f"Raw per-run metrics: `runs.csv`, `runs.json`; every run's per-epoch log in `{EPOCH_LOGS}/`. Plots: "
               "`curves.png` (test top-1 per evaluated epoch, mean over seeds" + (", EMA dashed" if with_ema else "")

@@ -152,3 +152,18 @@ def test_a_second_report_against_another_baseline_trains_nothing(tmp_path):
         C.compare(models, "quick", tmp_path, seeds=[0], recipe_overrides=TINY, baseline="rmt_tiny")
     with pytest.raises(ValueError, match="not among the finished runs"):
         C.write_report(tmp_path, baseline="rmt_tiny")
+
+def test_train_time_adds_up_the_epochs_across_resumes(tmp_path):
+    """A resumed run's wall_s spans its last process only; the report's train time sums the checkpointed epoch
+    times, so a run interrupted and resumed is not reported as faster than it was."""
+    C.compare(["rmt_nano"], "quick", tmp_path, seeds=[0], recipe_overrides=TINY + ["epochs=2"], progress=False)
+    run = tmp_path / "runs/rmt_nano/seed-0"
+    epochs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    times = [e["epoch_time_s"] for e in epochs if e.get("kind") == "epoch"]
+    res = json.loads((run / "result.json").read_text())
+    res["wall_s"] = 1e-3  # as after a resume into the last few steps
+    (run / "result.json").write_text(json.dumps(res))
+    C.write_report(tmp_path)
+    row = json.loads((tmp_path / "runs.json").read_text())[0]
+    assert len(times) == 2 and row["train_s"] == pytest.approx(sum(times)) and row["wall_s"] == 1e-3
+    assert f"| {sum(times) / 60:.1f} min | 1 |" in (tmp_path / "report.md").read_text()

@@ -101,6 +101,7 @@ class _Worker:
         env = {**os.environ, "PYTHONPATH": str(pythonpath)}
         self.p = subprocess.Popen([sys.executable, "-c", WORKER, model, mode,
                                    str(torch.get_num_threads()), str(stem_stride or 0)], env=env, text=True,
+                                  cwd=pythonpath,  # `python -c` puts the working directory first on sys.path
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         ready = self.p.stdout.readline().split()
         if not ready or ready[0] != "ready" or not ready[1].startswith(str(pythonpath)):

@@ -10,7 +10,7 @@ policy (`policy.py`: one switch per route, `SWINRMT_KERNELS`, `use(...)`, `refer
 | `linear` | `F.linear` (+ exact GELU) | oneDNN GEMM, 1x1-conv gradients, GELU post-op (`onednn.py`) |
 | `attention` | softmax(q kᵀ s + bias) v (SDPA) | C++ short-attention kernel; explicit form in CPU bf16 (`sdpa.py`) |
 | `flat_rotary_attention` | `attention` of q, k rotated by RMT's flat code | the kernel rotates them as it loads them |
-| `axial_attention` | the mixer's `attention` (windowed axial passes) | whole-axis, unrolled, kernel, merged windows (`axial.py`) |
+| `axial_attention` | the mixer's `attention` (windowed axial passes) | whole-axis, unrolled, kernel, merged windows |
 | `depthwise_conv` | `nn.Conv2d` (+ residual) | C++ fused kernel, oneDNN add post-op, grouped weight gradient |
 | `ffn_hidden` | `ConvFFN.hidden` | GELU, conv and residual in one C++ kernel pass |
 | `conv_bn` | BN(conv(x)) (+ GELU) | BN folded into one oneDNN conv in inference |

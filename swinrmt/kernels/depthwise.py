@@ -8,11 +8,11 @@ the map. `csrc/depthwise_conv.cpp` does the conv, bias, residual and GELU in one
 (with the residual's and GELU's) in one more; and the weight and bias gradients in a third, recomputing GELU(h) rather
 than storing it, so the ConvFFN keeps one hidden-sized tensor for its backward instead of two.
 
-A fast path only: `kernels.depthwise_conv` and `kernels.ffn_hidden` call it when `eligible` says the call fits (float32 CPU maps
-whose pixels are C apart, C a multiple of 16, kernels 3/5/7 no larger than the map, plain eager mode, no autocast; in
-inference only 3x3 kernels, since oneDNN's 5x5 forward is faster: benchmarks/speed/depthwise_kernel.py at 862583f); otherwise
-PyTorch's ops run, and `tests/layers/test_depthwise.py` holds the two equal in values and all gradients. The
-kernel's backward is once-differentiable (double backward raises). The policy's `depthwise` field switches it.
+A fast path only: `kernels.depthwise_conv` and `kernels.ffn_hidden` call it when `eligible` says the call fits
+(float32 CPU maps whose pixels are C apart, C a multiple of 16, kernels 3/5/7 no larger than the map, plain eager
+mode, no autocast; in inference only 3x3 kernels, since oneDNN's 5x5 forward is faster:
+benchmarks/speed/depthwise_kernel.py at 862583f); otherwise PyTorch's ops run, and `tests/layers/test_depthwise.py`
+holds the two equal in values and all gradients. The kernel's backward is once-differentiable (double backward raises). The policy's `depthwise` field switches it.
 """
 from __future__ import annotations
 

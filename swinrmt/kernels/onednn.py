@@ -5,8 +5,8 @@
 On CPU, `F.linear` in float32 runs on MKL's sgemm, which takes a slower code path on AMD CPUs. oneDNN, which PyTorch
 already ships for its convolutions, runs the projections faster on both AMD EPYCs measured here: on 2 cores of an
 AVX-512 one a large square product 20 % faster (218 against 181 GFLOP/s) and rmt_tiny's projections 12 % faster in
-all; on an AVX2 one rmt_tiny's inference steps took 0.73x as long (benchmarks/speed/gemm_kernels.py at 862583f and ab_switch.py;
-figures in benchmarks/speed/README.md). So `linear` sends float32 CPU projections to oneDNN
+all; on an AVX2 one rmt_tiny's inference steps took 0.73x as long (benchmarks/speed/gemm_kernels.py at 862583f
+and ab_switch.py; figures in benchmarks/speed/README.md). So `linear` sends float32 CPU projections to oneDNN
 (`torch.ops.mkldnn._linear_pointwise`, the op Inductor's CPU backend uses) and everything else to `F.linear`, which is
 the reference: `tests/layers/test_linear.py` holds the two equal in values and gradients. The policy's
 `onednn_linear` field switches it (`SWINRMT_KERNELS=no-onednn`: `F.linear` everywhere, e.g. to compare on an Intel
@@ -118,7 +118,8 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
 def linear_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """`F.gelu(F.linear(x, weight, bias))` (exact GELU); in float32 CPU inference one oneDNN GEMM with GELU fused, which
     skips a pass over the FFN's widest activation."""
-    if policy.current().fuse_inference and not needs_grad(x, weight, bias) and onednn_ok(x, weight):  # the cheap check first
+    # the cheap check first
+    if policy.current().fuse_inference and not needs_grad(x, weight, bias) and onednn_ok(x, weight):
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], "none")
     return F.gelu(linear(x, weight, bias))
 

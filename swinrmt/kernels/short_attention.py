@@ -8,8 +8,9 @@ GFLOP/s on these; the explicit matmul form writes the score tensor out and reads
 probabilities. `csrc/short_attention.cpp` keeps each problem in registers and L1, and its backward recomputes the
 probabilities from the row log-sum-exp, so it saves what the fused kernel saves (q, k, v, output, log-sum-exp) and
 training memory is unchanged. On rmt_tiny's own calls it takes 0.25-0.93x the fused kernel's time forward and
-0.38-0.85x forward + backward (`benchmarks/speed/attention_kernels.py`, git history at 862583f). The same kernel runs SWAT's sigmoid passes
-(`sigmoid_attention`: weights sigmoid(S) x a multiplier table, no normaliser; it saves only q, k, v and the tables).
+0.38-0.85x forward + backward (`benchmarks/speed/attention_kernels.py`, git history at 862583f). The same kernel
+runs SWAT's sigmoid passes (`sigmoid_attention`: weights sigmoid(S) x a multiplier table, no normaliser; it saves
+only q, k, v and the tables).
 Inside a problem, K^T is built by W x W register transposes (W = 16 floats on AVX-512, 8 elsewhere: `csrc/vec.h`) and
 the softmax runs on W rows at a time, transposed, so row maxima and sums are elementwise (1.1-1.6x per call on warm
 data); across problems, the rows of the problem 4 ahead are prefetched, which the token layout's strided rows need on

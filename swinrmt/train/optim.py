@@ -45,7 +45,8 @@ def fused_ok(params: list[torch.Tensor]) -> bool:
 
     Fused, each parameter's whole update is one kernel. PyTorch's CPU default (its foreach default is CUDA-only) is
     a Python-level loop of several ops per parameter: rmt_tiny's AdamW step takes 26 ms that way and 9 ms fused
-    (benchmarks/speed/optimizer_step.py at 862583f; `ab_switch.py fused_optimizer`), 2-3 % of its training step at stem 4.
+    (benchmarks/speed/optimizer_step.py at 862583f; `ab_switch.py fused_optimizer`), 2-3 % of its training step at
+    stem 4.
     """
     return bool(params) and all(p.is_floating_point() and p.device.type in FUSED_DEVICES for p in params)
 

@@ -121,7 +121,8 @@ class AxialMixer(nn.Module):
 
     Subclasses define the value path (`value`), the per-pass tables (`pass_tables`) and what happens between the
     attention output and W_O (`post`, `gate_output`). `window_size=None` means one window = the whole map (RMT's
-    global decomposed attention); otherwise windows adapt per axis (min(M, H), min(M, W)) and an axis one window covers is not shifted.
+    global decomposed attention); otherwise windows adapt per axis (min(M, H), min(M, W)) and an axis one window
+    covers is not shifted.
     """
 
     kind = "softmax"
