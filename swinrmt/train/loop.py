@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -72,7 +72,14 @@ class Trainer:
     """One training run; `fit()` returns the final metrics. Rank 0 alone writes files and draws progress bars."""
 
     def __init__(self, recipe: Recipe, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
-                 device: str = "auto", progress: bool = True) -> None:
+                 device: str = "auto", progress: bool = True,
+                 loader_factory: Callable[..., tuple[Any, Any, Any]] | None = None,
+                 step_callback: Callable[["Trainer"], None] | None = None) -> None:
+        """Opt-in hooks for drivers (both default to None, the trainer as it always was): `loader_factory` replaces
+        `builders.make_loader` (same signature and results), e.g. `swinrmt.data.device.DeviceData()` for batches made
+        on the device; `step_callback(trainer)` runs after every training step (a wall-clock deadline, a probe)."""
+        self._make_loader = loader_factory or make_loader
+        self.step_callback = step_callback
         self.dist = distributed.setup(device)
         self.run_dir, self.main, self.device = Path(run_dir), self.dist.is_main, self.dist.device
         self.progress = progress and self.main
@@ -125,10 +132,10 @@ class Trainer:
         if self.steps_per_epoch == 0:
             raise ValueError(f"the training set ({len(train_ds)} images) is smaller than one global batch "
                              f"({r.batch_size} x {world} processes); lower batch_size")
-        self.train_samples, self.train_sampler, self.train_loader = make_loader(
+        self.train_samples, self.train_sampler, self.train_loader = self._make_loader(
             train_ds, img_size=img_size, train=True, mean=mean, std=std, aug=d.aug, seed=r.seed,
             batch_size=r.batch_size, num_workers=d.num_workers, dist_info=self.dist)
-        _, _, self.test_loader = make_loader(
+        _, _, self.test_loader = self._make_loader(
             test_ds, img_size=img_size, train=False, mean=mean, std=std, aug=d.aug, seed=r.seed,
             batch_size=d.eval_batch_size or 2 * r.batch_size, num_workers=d.num_workers, dist_info=self.dist)
         self.mixup = None
@@ -319,6 +326,8 @@ class Trainer:
                 self.epoch_time += time.perf_counter() - t0
                 t0 = time.perf_counter()
                 self._save(["last"])
+            if self.step_callback is not None:
+                self.step_callback(self)
         bar.close()
         self.epoch_time += time.perf_counter() - t0
         self._end_epoch()
@@ -361,9 +370,12 @@ class Trainer:
 
 
 def train(recipe: Recipe | None, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
-          device: str = "auto", progress: bool = True) -> dict[str, Any]:
+          device: str = "auto", progress: bool = True,
+          loader_factory: Callable[..., tuple[Any, Any, Any]] | None = None,
+          step_callback: Callable[[Trainer], None] | None = None) -> dict[str, Any]:
     """Train `recipe` into `out_dir` (or, with `resume=True`, continue the run there; `recipe=None` reuses its
-    config.yaml). Returns the final metrics: test_top1/top5/loss/ece of the last epoch, best_top1, wall_s, ..."""
+    config.yaml). Returns the final metrics: test_top1/top5/loss/ece of the last epoch, best_top1, wall_s, ...
+    `loader_factory` and `step_callback`: the opt-in hooks of `Trainer`."""
     out_dir = Path(out_dir)
     if recipe is None:
         if not resume:
@@ -371,7 +383,8 @@ def train(recipe: Recipe | None, out_dir: str | Path, *, resume: bool = False, o
         recipe = load_run_recipe(out_dir)
     owns_group, threads = not distributed.is_initialized(), torch.get_num_threads()
     try:
-        return Trainer(recipe, out_dir, resume=resume, overwrite=overwrite, device=device, progress=progress).fit()
+        return Trainer(recipe, out_dir, resume=resume, overwrite=overwrite, device=device, progress=progress,
+                       loader_factory=loader_factory, step_callback=step_callback).fit()
     finally:
         torch.set_num_threads(threads)
         if owns_group:
