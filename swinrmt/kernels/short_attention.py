@@ -15,7 +15,7 @@ Inside a problem, K^T is built by W x W register transposes (W = 16 floats on AV
 the softmax runs on W rows at a time, transposed, so row maxima and sums are elementwise (1.1-1.6x per call on warm
 data); across problems, the rows of the problem 4 ahead are prefetched, which the token layout's strided rows need on
 cold data (1.2-1.4x on the width passes). In inference a `rotary.FoldedRotary` lets it rotate q and k as it loads
-them (RMT's flat code), so the mixers write no rotated copies. Figures: benchmarks/speed/README.md, tenth session.
+them (RMT's flat code), so the mixers write no rotated copies. Figures: benchmarks/speed/README.md (the attention-kernel tables).
 
 It is a fast path only: `kernels.attention` (and SWAT's `axial.fast_axial_sigmoid`) call it when `eligible` says the
 call fits (float32 CPU tensors, lengths 4-64 in powers of two, head dim 16/32/64, constant tables, plain eager mode),
