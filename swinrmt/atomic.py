@@ -1,15 +1,17 @@
-"""Atomic file writes: a reader (or a crash) sees the old file or the new one, never half of each.
+"""Atomic file writes: a reader (or a crash) sees the old file or the new one, never half of each; and the lock that
+keeps a second writer out of an output folder.
 
 Every checkpoint, report, JSON and figure swinrmt writes goes through here: write a temp file in the same directory,
 fsync it, rename it over the target, fsync the directory so the rename itself survives a power cut.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
@@ -47,3 +49,20 @@ def write_json(path: str | Path, obj: Any, indent: int = 1) -> None:
 def save_figure(fig: Any, path: str | Path, dpi: int = 110) -> None:
     """matplotlib figure -> PNG, atomically."""
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
+
+
+@contextlib.contextmanager
+def exclusive(folder: Path, lock: str, who: str, error: type[Exception] = ValueError) -> Iterator[None]:
+    """One writer per output folder (an flock on `folder/lock`, released when the process dies): two would train the
+    same runs into the same directories. A second one gets `error` naming `who` and the lock file."""
+    import fcntl
+
+    f = open(folder / lock, "a")
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise error(f"another {who} is running in {folder} (it holds {folder / lock})") from None
+        yield
+    finally:
+        f.close()

@@ -11,7 +11,6 @@ seeds both have (same seed = same data order), with a Student-t confidence inter
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import io
 import itertools
@@ -25,7 +24,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from .atomic import save_figure, write_text
+from .atomic import exclusive, save_figure, write_text
 from .pool import Job
 
 PLAN = "compare.json"
@@ -187,7 +186,7 @@ def compare(models: Sequence[str], recipe: str, out: str | Path, *, seeds: Seque
     if baseline is not None and baseline not in labels:
         raise ValueError(f"--baseline {baseline!r} is not one of the compared models: {', '.join(labels)}")
     out.mkdir(parents=True, exist_ok=True)
-    with _exclusive(out):
+    with exclusive(out, LOCK, "swinrmt compare"):
         _check_plan(out, protocol)
         write_text(out / PLAN, json.dumps({"recipe": protocol, "recipe_name": recipe, "labels": labels}, indent=1))
         jobs = [_job(out, base, spec) for spec in specs if not (spec.directory(out) / RESULT).exists()]
@@ -244,22 +243,6 @@ def _train_runs(jobs: list[Job], train_fn: Any, *, workers: int, threads: int | 
     finally:
         torch.set_num_threads(caller_threads)
     return []
-
-
-@contextlib.contextmanager
-def _exclusive(out: Path):
-    """One compare at a time per report directory: two would train the same runs into the same directories."""
-    import fcntl
-
-    f = open(out / LOCK, "a")
-    try:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ValueError(f"another swinrmt compare is running in {out} (it holds {out / LOCK})") from None
-        yield
-    finally:
-        f.close()
 
 
 def write_result(job: Job, res: dict[str, Any]) -> None:

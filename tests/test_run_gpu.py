@@ -241,3 +241,16 @@ def test_bad_input_is_a_one_line_error(args, message, tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("run_gpu: error: ") and message in lines[0], proc.stderr
+
+
+def test_a_folder_in_use_is_a_one_line_error(tmp_path):
+    from swinrmt.atomic import exclusive
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with exclusive(out, _load_script().LOCK, "run_gpu.py"):
+        proc = _run("--test", "--out", str(out), timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "another run_gpu.py is running in" in lines[0], proc.stderr
+    assert not (out / "runs").exists()

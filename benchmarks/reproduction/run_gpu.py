@@ -224,23 +224,6 @@ def read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-@contextlib.contextmanager
-def exclusive(out: Path) -> Iterator[None]:
-    """One run_gpu.py per output folder: two would train the same runs into the same directories."""
-    import fcntl
-
-    out.mkdir(parents=True, exist_ok=True)
-    f = open(out / LOCK, "a")
-    try:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UsageError(f"another run_gpu.py is running in {out} (it holds {out / LOCK})") from None
-        yield
-    finally:
-        f.close()
-
-
 # -- the plan: what every run of one output folder shares --------------------------------------------------------------
 def protocol_of(base: Any) -> dict[str, Any]:
     """The recipe minus what differs per run or is decided here (model, seed, epochs, warmup, precision, compile)."""
@@ -714,7 +697,10 @@ def run(s: Settings) -> int:
     report_reserve = 5.0 if s.test else 15.0
     failed: dict[str, str] = {}
     extra: dict[str, Any] = {}
-    with exclusive(s.out):
+    from swinrmt.atomic import exclusive
+
+    s.out.mkdir(parents=True, exist_ok=True)
+    with exclusive(s.out, LOCK, "run_gpu.py", error=UsageError):
         plan = load_plan(s)
         if s.epochs is not None and plan["epochs"] is None:
             plan.update(epochs=s.epochs, warmup_epochs=scaled_warmup(s.base, s.epochs, s.keep_warmup),
