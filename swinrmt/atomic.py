@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 
-def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
-    """Call `write(tmp_path)`, then atomically move the result to `path` (temp file removed on failure)."""
+def atomic_write(path: str | Path, write: Callable[[str], None], replace: bool = True) -> None:
+    """Call `write(tmp_path)`, then atomically move the result to `path` (temp file removed on failure). With
+    `replace=False` an existing `path` is kept and FileExistsError raised (a hard link cannot land over a file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -24,7 +25,11 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)
+            os.unlink(tmp)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -42,8 +47,9 @@ def write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
-def write_json(path: str | Path, obj: Any, indent: int = 1) -> None:
-    write_text(path, json.dumps(obj, indent=indent) + "\n")
+def write_json(path: str | Path, obj: Any, indent: int = 1, replace: bool = True) -> None:
+    text = json.dumps(obj, indent=indent) + "\n"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text), replace=replace)
 
 
 def save_figure(fig: Any, path: str | Path, dpi: int = 110) -> None:

@@ -204,17 +204,10 @@ def resolve(args: argparse.Namespace) -> Settings:
 
 # -- small file helpers ------------------------------------------------------------------------------------------------
 def write_once(path: Path, obj: Any) -> None:
-    """Write JSON to `path` atomically, and never over an existing file (a finished run's result is kept as is)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(obj, indent=1) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.link(tmp, path)  # fails with FileExistsError instead of replacing
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    """JSON to `path` atomically, never over an existing file (a finished run's result is kept as is)."""
+    from swinrmt.atomic import write_json
+
+    write_json(path, obj, replace=False)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
