@@ -5,19 +5,37 @@
 #
 #   nohup bash benchmarks/reproduction/tin100-ladder/run.sh > ~/swinrmt-runs/tin100-ladder.log 2>&1 &
 #
-# Then: python benchmarks/reproduction/collect.py ~/swinrmt-runs/tin100-RUNG benchmarks/reproduction/tin100-RUNG
-# and swinrmt ladder benchmarks/reproduction/tin100 benchmarks/reproduction/tin100-2ep benchmarks/reproduction/tin100-6ep
+# The run folders live outside the repository (~/swinrmt-runs/tin100-RUNG), and a session's machine may be handed
+# back bare. So every 10 minutes, and when a rung ends, the records of its finished runs (and the report, once there
+# is one) are collected into the repository folder tin100-ladder/tin100-RUNG/ (commit them), and a rung starting
+# on a bare machine first restores the finished runs recorded there: only the unfinished ones train again.
+#
+# Then: swinrmt ladder benchmarks/reproduction/tin100 benchmarks/reproduction/tin100-ladder/tin100-2ep \
+#           benchmarks/reproduction/tin100-ladder/tin100-6ep --out benchmarks/reproduction/tin100-ladder
 set -euo pipefail
-HERE=$(dirname "$0")
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(git -C "$HERE" rev-parse --show-toplevel)
+PY=${PYTHON:-$REPO/.venv/bin/python}
 RUNS=${RUNS:-$HOME/swinrmt-runs}
 DATA=${DATA:-/work/shared/data/tiny-imagenet-100.tar.gz}   # part of the protocol: keep it the same across resumes
 MODELS=(rmt_nano gated_swinrmt_retention_nano gated_swinrmt_swat_nano)
+collect() { "$PY" "$HERE/../collect.py" "$1" "$2" > /dev/null 2>&1 || true; }  # nothing finished yet is not an error
 for rung in 2 6; do
     out="$RUNS/tin100-${rung}ep"
+    rec="$HERE/tin100-${rung}ep"
+    if [ -f "$rec/code-rev" ] && [ -n "$(ls "$rec"/runs/*/seed-*/result.json 2>/dev/null)" ]; then
+        "$PY" "$HERE/../collect.py" --restore "$rec" "$out" > /dev/null
+    fi
     args=(--models "${MODELS[@]}" --recipe converge-tin100-cpu --seeds 3 --data "$DATA" --jobs 2 --threads 2)
     [ "$rung" = 6 ] || args+=(--set "epochs=$rung")
-    bash "$HERE/../run_detached.sh" "$out" -- "${args[@]}"
-    sleep 5
-    while pgrep -f "swinrmt compare.*--out $out( |$)" > /dev/null; do sleep 60; done
+    running() { pgrep -f "swinrmt compare.*--out $out( |$)" > /dev/null; }
+    if running; then echo "rung $rung is already running: waiting for it"; else
+        bash "$HERE/../run_detached.sh" "$out" -- "${args[@]}"; sleep 5; fi
+    n=0
+    while running; do
+        sleep 60
+        n=$((n + 1)); [ $((n % 10)) -ne 0 ] || collect "$out" "$rec"
+    done
+    collect "$out" "$rec"
     grep -q "^| " "$out/report.md" 2>/dev/null || { echo "rung $rung left no report: see $out.log"; exit 1; }
 done
