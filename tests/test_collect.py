@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -67,7 +69,7 @@ def test_runs_finished_on_a_lost_machine_are_restored_and_not_trained_again(tmp_
     assert (bare / "curves.png").exists()
 
     col.collect(bare, records)  # the report and both runs now live in the records
-    assert (records / "report.md").exists() and (records / "runs/gated_swinrmt_swat_nano/seed-0/result.json").exists()
+    assert (records / "report.md").exists() and (records / "finished-runs/gated_swinrmt_swat_nano/seed-0/result.json").exists()
 
 
 def test_restore_keeps_what_the_folder_holds_and_refuses_another_revision_or_recipe(tmp_path):
@@ -100,3 +102,15 @@ def test_restore_keeps_what_the_folder_holds_and_refuses_another_revision_or_rec
 
     with pytest.raises(SystemExit, match="records no finished run"):
         col.restore(tmp_path / "empty", tmp_path / "x")
+
+
+def test_the_records_are_not_kept_out_of_the_repository_by_gitignore():
+    """The records exist to be committed: a path .gitignore swallows would be lost with the machine."""
+    col = _collect_module()
+    if not (REPO / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("not a git checkout: nothing to check against .gitignore")
+    record = f"benchmarks/reproduction/tin100-ladder/tin100-2ep/{col.RECORDS}/rmt_nano/seed-0/result.json"
+    for path in (record, "benchmarks/reproduction/tin100-ladder/tin100-2ep/code-rev"):
+        assert subprocess.run(["git", "check-ignore", "-q", path], cwd=REPO).returncode == 1, path
+    assert subprocess.run(["git", "check-ignore", "-q", "benchmarks/x/runs/m/seed-0/result.json"],
+                          cwd=REPO).returncode == 0  # the check can fail: run folders are still ignored

@@ -4,8 +4,8 @@
     python benchmarks/reproduction/collect.py --restore benchmarks/reproduction/cifar10-converge ~/swinrmt-runs/cifar10-converge
 
 Collecting copies the report tables (`*.md` other than README.md), `compare.json`, `runs.csv`, `runs.json`, the plots
-and `epoch-logs/` once a report exists, and, always, the records of every finished run (`runs/LABEL/seed-K/` with
-`result.json` and `metrics.jsonl`, a few KB each, never a checkpoint) with the plan (`compare.json`) and the code
+and `epoch-logs/` once a report exists, and, always, the records of every finished run (`finished-runs/LABEL/seed-K/`
+with `result.json` and `metrics.jsonl`, a few KB each, never a checkpoint) with the plan (`compare.json`) and the code
 revision (`code-rev`). The folder's own README.md (the reading of the result) is never touched.
 
 The machine a long ladder runs on may be handed back bare between sessions: a run finished in one session lives on
@@ -23,11 +23,12 @@ from pathlib import Path
 KEEP = ("compare.json", "runs.csv", "runs.json")
 RECORD = ("result.json", "metrics.jsonl")  # what the report reads of a finished run
 PLAN, REV = "compare.json", "code-rev"
+RECORDS = "finished-runs"  # not `runs/`, which .gitignore keeps out of the repository for the run folders' sake
 
 
-def finished_runs(folder: Path) -> list[Path]:
-    """The run directories under `folder/runs` that hold a finished run's `result.json`."""
-    return sorted(p.parent for p in folder.glob("runs/*/seed-*/result.json"))
+def finished_runs(folder: Path, under: str = "runs") -> list[Path]:
+    """The run directories under `folder/under` that hold a finished run's `result.json`."""
+    return sorted(p.parent for p in folder.glob(f"{under}/*/seed-*/result.json"))
 
 
 def collect(src: Path, dest: Path) -> list[Path]:
@@ -49,7 +50,7 @@ def collect(src: Path, dest: Path) -> list[Path]:
         shutil.copytree(src / "epoch-logs", dest / "epoch-logs")
         copied.append(dest / "epoch-logs")
     for run in done:
-        to = dest / run.relative_to(src)
+        to = dest / RECORDS / run.relative_to(src / "runs")
         to.mkdir(parents=True, exist_ok=True)
         for name in RECORD:
             if (run / name).is_file():
@@ -60,7 +61,7 @@ def collect(src: Path, dest: Path) -> list[Path]:
 
 def restore(records: Path, out: Path) -> list[Path]:
     """Write the finished runs recorded in `records` into the run folder `out`, with its plan and revision."""
-    done = finished_runs(records)
+    done = finished_runs(records, RECORDS)
     if not done:
         raise SystemExit(f"{records} records no finished run (collect.py SRC {records} writes them)")
     for name in (PLAN, REV):
@@ -85,7 +86,7 @@ def restore(records: Path, out: Path) -> list[Path]:
                 write_text(out / name, (records / name).read_text())
                 written.append(out / name)
         for run in done:
-            to = out / run.relative_to(records)
+            to = out / "runs" / run.relative_to(records / RECORDS)
             if (to / "result.json").exists():
                 continue  # finished here too
             if to.exists() and any(to.iterdir()):

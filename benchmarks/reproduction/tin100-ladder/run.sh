@@ -23,14 +23,15 @@ collect() { "$PY" "$HERE/../collect.py" "$1" "$2" > /dev/null 2>&1 || true; }  #
 for rung in 2 6; do
     out="$RUNS/tin100-${rung}ep"
     rec="$HERE/tin100-${rung}ep"
-    if [ -f "$rec/code-rev" ] && [ -n "$(ls "$rec"/runs/*/seed-*/result.json 2>/dev/null)" ]; then
-        "$PY" "$HERE/../collect.py" --restore "$rec" "$out" > /dev/null
-    fi
     args=(--models "${MODELS[@]}" --recipe converge-tin100-cpu --seeds 3 --data "$DATA" --jobs 2 --threads 2)
     [ "$rung" = 6 ] || args+=(--set "epochs=$rung")
     running() { pgrep -f "swinrmt compare.*--out $out( |$)" > /dev/null; }
     if running; then echo "rung $rung is already running: waiting for it"; else
-        bash "$HERE/../run_detached.sh" "$out" -- "${args[@]}"; sleep 5; fi
+        if [ -f "$rec/code-rev" ] && [ -n "$(ls "$rec"/finished-runs/*/seed-*/result.json 2>/dev/null)" ]; then
+            "$PY" "$HERE/../collect.py" --restore "$rec" "$out" > /dev/null
+        fi
+        bash "$HERE/../run_detached.sh" "$out" -- "${args[@]}"; sleep 5
+    fi
     n=0
     while running; do
         sleep 60
