@@ -17,6 +17,14 @@ from .atomic import save_figure, write_text
 from .compare import PLAN, _fmt_diff, mean_std, paired_difference
 
 METRICS = {"raw": "test_top1", "ema": "test_ema_top1"}
+BOOKKEEPING = {"log_every_steps", "ckpt_every_steps", "data.name"}  # no effect on what is learned (data: by name)
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
 
 
 def _train_images(row: dict[str, Any], recipe: dict[str, Any], where: Path) -> int:
@@ -57,7 +65,9 @@ def rung(report_dir: str | Path, baseline: str, metric: str = "raw", confidence:
         models[lab] = {"mean": m, "std": s, "n": len(runs), "diff": diff}
     models = {baseline: models[baseline], **{k: v for k, v in models.items() if k != baseline}}
     data = Path(str(plan["recipe"]["data"]["name"])).name  # the dataset, wherever the rung's machine kept it
-    return {"dir": str(d), "recipe": plan.get("recipe_name"), "images": images.pop(), "data": data, "models": models}
+    machines = sorted({str(r["machine"]) for r in rows if r.get("machine")})
+    return {"dir": str(d), "recipe": plan.get("recipe_name"), "images": images.pop(), "data": data, "models": models,
+            "settings": _flat(plan["recipe"]), "machines": machines}
 
 
 def ladder(report_dirs: Sequence[str | Path], baseline: str, out: str | Path, metric: str = "raw",
@@ -96,7 +106,23 @@ def _markdown(rungs, labels, baseline, metric, confidence) -> str:
             cells.append("-" if m is None else f"{m['mean']:.2f} ± {m['std']:.2f}"
                          + ("" if m["diff"] is None else f"<br>{_fmt_diff(m['diff'])}"))
         lines.append(f"| {i} | `{r['recipe']}` (`{Path(r['dir']).name}`) | {r['images']:,} | " + " | ".join(cells) + " |")
-    return "\n".join(lines + [""])
+    return "\n".join(lines + [""] + _differences(rungs))
+
+
+def _differences(rungs) -> list[str]:
+    """The settings and machines that differ between rungs: what besides the budget a reader must weigh."""
+    if len(rungs) < 2:
+        return []
+    keys = sorted({k for r in rungs for k in r["settings"]} - BOOKKEEPING)
+    differ = [k for k in keys if len({json.dumps(r["settings"].get(k)) for r in rungs}) > 1]
+    head = "| setting | " + " | ".join(f"rung {i}" for i in range(1, len(rungs) + 1)) + " |"
+    lines = ["Resolved recipe settings that differ between rungs (every other setting is the same; logging and "
+             "checkpoint intervals left out), and the machines the runs trained on:", "", head,
+             "|---|" + "---|" * len(rungs)]
+    for k in differ:
+        lines.append(f"| `{k}` | " + " | ".join(json.dumps(r["settings"].get(k)) for r in rungs) + " |")
+    lines.append("| machine | " + " | ".join("<br>".join(r["machines"]) or "not recorded" for r in rungs) + " |")
+    return lines + [""]
 
 
 def _plot(rungs, labels, baseline, metric, confidence, path: Path) -> None:

@@ -7,12 +7,14 @@ from swinrmt.cli import main
 from swinrmt.ladder import ladder
 
 
-def _report(d, accs: dict, images: int | None, epochs=2, limit=1000, batch=100, data="tin.tar.gz", ema=False):
+def _report(d, accs: dict, images: int | None, epochs=2, limit=1000, batch=100, data="tin.tar.gz", ema=False,
+            extra=None, machine=None):
     d.mkdir(parents=True)
-    recipe = {"epochs": epochs, "batch_size": batch, "data": {"name": f"/somewhere/{data}", "limit_train": limit}}
+    recipe = {"epochs": epochs, "batch_size": batch, "data": {"name": f"/somewhere/{data}", "limit_train": limit},
+              **(extra or {})}
     (d / "compare.json").write_text(json.dumps({"recipe": recipe, "recipe_name": "r", "labels": list(accs)}))
     rows = [{"label": lab, "seed": s, "test_top1": a, **({"test_ema_top1": a + 1} if ema else {}),
-             **({"train_images": images} if images else {})} for lab, vals in accs.items() for s, a in enumerate(vals)]
+             **({"train_images": images} if images else {}), **({"machine": machine} if machine else {})} for lab, vals in accs.items() for s, a in enumerate(vals)]
     (d / "runs.json").write_text(json.dumps(rows))
     return d
 
@@ -45,3 +47,16 @@ def test_ema_metric_and_errors(tmp_path):
     with pytest.raises(ValueError, match="do not record train_images"):
         ladder([d], "rmt", tmp_path / "o")
     assert main(["ladder", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_settings_and_machines_that_differ_between_rungs_are_listed(tmp_path):
+    a = _report(tmp_path / "a", {"rmt": [1.0]}, images=10, extra={"precision": "bf16", "log_every_steps": 5},
+                machine="CPU A")
+    b = _report(tmp_path / "b", {"rmt": [2.0]}, images=30, epochs=6, extra={"precision": "fp32", "log_every_steps": 9},
+                machine="CPU B")
+    md_lines = (ladder([b, a], "rmt", tmp_path / "o"), (tmp_path / "o" / "ladder.md").read_text())[1].splitlines()
+    assert '| `precision` | "bf16" | "fp32" |' in md_lines and "| `epochs` | 2 | 6 |" in md_lines
+    assert "| machine | CPU A | CPU B |" in md_lines
+    assert not any("log_every_steps" in x or "batch_size" in x or "data.name" in x for x in md_lines)
+    single = (ladder([a], "rmt", tmp_path / "s"), (tmp_path / "s" / "ladder.md").read_text())[1]
+    assert "differ between rungs" not in single, "one rung has nothing to differ from"
