@@ -150,7 +150,8 @@ def _plot(rungs, labels, baseline, metric, confidence, path: Path) -> None:
         ax.set_xscale("log")
         ax.set_xlabel("training images per run (log scale)")
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:  # the gap panel is empty when only the baseline ran
+            ax.legend(fontsize=7)
     a2.set_xlim(a1.get_xlim())  # both panels on one budget axis
     a1.set_ylabel(f"test top-1 % ({metric}), mean ± std over seeds")
     a2.axhline(0.0, color="k", lw=0.8)
