@@ -14,17 +14,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .atomic import save_figure, write_text
-from .compare import PLAN, _fmt_diff, mean_std, paired_difference
+from .compare import PLAN, SPEED_ONLY, _flat, _fmt_diff, mean_std, paired_difference
 
 METRICS = {"raw": "test_top1", "ema": "test_ema_top1"}
-BOOKKEEPING = {"log_every_steps", "ckpt_every_steps", "data.name"}  # no effect on what is learned (data: by name)
-
-
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
+#: Settings that change speed or logging, not what is learned (the dataset is compared by file name, not path).
+UNLEARNED = {*SPEED_ONLY, "log_every_steps", "ckpt_every_steps", "data.name"}
 
 
 def _train_images(row: dict[str, Any], recipe: dict[str, Any], where: Path) -> int:
@@ -113,14 +107,15 @@ def _differences(rungs) -> list[str]:
     """The settings and machines that differ between rungs: what besides the budget a reader must weigh."""
     if len(rungs) < 2:
         return []
-    keys = sorted({k for r in rungs for k in r["settings"]} - BOOKKEEPING)
-    differ = [k for k in keys if len({json.dumps(r["settings"].get(k)) for r in rungs}) > 1]
+    keys = sorted({k for r in rungs for k in r["settings"]} - UNLEARNED)
+    values = {k: [json.dumps(r["settings"].get(k)) for r in rungs] for k in keys}
+    differ = [k for k in keys if len(set(values[k])) > 1]
     head = "| setting | " + " | ".join(f"rung {i}" for i in range(1, len(rungs) + 1)) + " |"
-    lines = ["Resolved recipe settings that differ between rungs (every other setting is the same; logging and "
-             "checkpoint intervals left out), and the machines the runs trained on:", "", head,
+    lines = ["Resolved recipe settings that differ between rungs (every other setting is the same; those that change "
+             "only speed or logging left out), and the machines the runs trained on:", "", head,
              "|---|" + "---|" * len(rungs)]
     for k in differ:
-        lines.append(f"| `{k}` | " + " | ".join(json.dumps(r["settings"].get(k)) for r in rungs) + " |")
+        lines.append(f"| `{k}` | " + " | ".join(values[k]) + " |")
     lines.append("| machine | " + " | ".join("<br>".join(r["machines"]) or "not recorded" for r in rungs) + " |")
     return lines + [""]
 

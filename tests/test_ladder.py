@@ -14,7 +14,8 @@ def _report(d, accs: dict, images: int | None, epochs=2, limit=1000, batch=100, 
               **(extra or {})}
     (d / "compare.json").write_text(json.dumps({"recipe": recipe, "recipe_name": "r", "labels": list(accs)}))
     rows = [{"label": lab, "seed": s, "test_top1": a, **({"test_ema_top1": a + 1} if ema else {}),
-             **({"train_images": images} if images else {}), **({"machine": machine} if machine else {})} for lab, vals in accs.items() for s, a in enumerate(vals)]
+             **({"train_images": images} if images else {}), **({"machine": machine} if machine else {})}
+            for lab, vals in accs.items() for s, a in enumerate(vals)]
     (d / "runs.json").write_text(json.dumps(rows))
     return d
 
@@ -50,13 +51,14 @@ def test_ema_metric_and_errors(tmp_path):
 
 
 def test_settings_and_machines_that_differ_between_rungs_are_listed(tmp_path):
-    a = _report(tmp_path / "a", {"rmt": [1.0]}, images=10, extra={"precision": "bf16", "log_every_steps": 5},
-                machine="CPU A")
-    b = _report(tmp_path / "b", {"rmt": [2.0]}, images=30, epochs=6, extra={"precision": "fp32", "log_every_steps": 9},
-                machine="CPU B")
-    md_lines = (ladder([b, a], "rmt", tmp_path / "o"), (tmp_path / "o" / "ladder.md").read_text())[1].splitlines()
+    a = _report(tmp_path / "a", {"rmt": [1.0]}, images=10, machine="CPU A",
+                extra={"precision": "bf16", "log_every_steps": 5, "cpu_threads": 1})
+    b = _report(tmp_path / "b", {"rmt": [2.0]}, images=30, epochs=6, machine="CPU B",
+                extra={"precision": "fp32", "log_every_steps": 9, "cpu_threads": 2})
+    ladder([b, a], "rmt", tmp_path / "o")
+    md_lines = (tmp_path / "o" / "ladder.md").read_text().splitlines()
     assert '| `precision` | "bf16" | "fp32" |' in md_lines and "| `epochs` | 2 | 6 |" in md_lines
     assert "| machine | CPU A | CPU B |" in md_lines
-    assert not any("log_every_steps" in x or "batch_size" in x or "data.name" in x for x in md_lines)
-    single = (ladder([a], "rmt", tmp_path / "s"), (tmp_path / "s" / "ladder.md").read_text())[1]
-    assert "differ between rungs" not in single, "one rung has nothing to differ from"
+    assert not any(k in x for k in ("log_every_steps", "cpu_threads", "batch_size", "data.name") for x in md_lines)
+    ladder([a], "rmt", tmp_path / "s")
+    assert "differ between rungs" not in (tmp_path / "s" / "ladder.md").read_text(), "one rung has nothing to differ from"
