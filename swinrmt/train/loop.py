@@ -93,6 +93,9 @@ class Trainer:
         # Position and running sums; a resume overwrites them.
         self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
         self.sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss sum, correct, seen (this rank)
+        # Pre-clip gradient norms since the last step record: sum, max, clipped steps, steps (kept on the device,
+        # read only when a record is written, so no step waits on a host sync).
+        self.grad_stats = torch.zeros(4, dtype=torch.float64, device=self.device)
         self.best = {"top1": -1.0, "epoch": -1}
         self.last_eval: dict[str, Any] = {}  # test_* metrics of the last evaluated epoch
         self._final_eval: dict[str, Any] | None = None  # its full report (per-class, confusion, ...) for eval.json
@@ -241,8 +244,7 @@ class Trainer:
             loss = F.cross_entropy(logits, target, label_smoothing=r.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if r.optim.clip_grad_norm is not None:
-            nn.utils.clip_grad_norm_(self.model.parameters(), r.optim.clip_grad_norm)
+        self._clip_and_track_grad_norm(r.optim.clip_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         if self.ema is not None:
@@ -253,6 +255,19 @@ class Trainer:
                                   torch.tensor(float(y.numel()), dtype=torch.float64, device=self.device)])
         return loss
 
+    def _clip_and_track_grad_norm(self, clip: float | None) -> None:
+        """Clip (if the recipe asks) and keep the pre-clip total norm: a run that trains worse than its peers at the
+        peak learning rate shows it here first (norms that grow, most steps clipped). DDP has already averaged the
+        gradients, so every rank sees the same norm."""
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        if clip is not None:
+            norm = nn.utils.clip_grad_norm_(params, clip).double()
+        else:
+            norm = nn.utils.get_total_norm([p.grad for p in params]).double()
+        clipped = (norm > clip).double() if clip is not None else torch.zeros_like(norm)
+        s = self.grad_stats
+        s.copy_(torch.stack([s[0] + norm, torch.maximum(s[1], norm), s[2] + clipped, s[3] + 1]))
+
     def _log_step(self, loss: torch.Tensor, bar: tqdm, images: int, seconds: float) -> None:
         vals = torch.cat([loss.double().view(1), self.sums])
         distributed.all_reduce_sum_(vals)
@@ -262,6 +277,12 @@ class Trainer:
                "loss": step_loss / self.dist.world_size, "loss_avg": loss_sum / seen, "top1_avg": 100 * correct / seen,
                "lr": self.scheduler.lr_at(self.step - 1), "img_per_s": images / max(seconds, 1e-9),
                "data_wait": self.data_wait / max(seconds, 1e-9)}  # share of the interval spent waiting on data
+        gn_sum, gn_max, clipped, n = self.grad_stats.tolist()
+        self.grad_stats.zero_()
+        if n:  # mean and max pre-clip gradient norm over the interval, and the share of its steps clipped
+            rec.update(grad_norm=gn_sum / n, grad_norm_max=gn_max)
+            if self.recipe.optim.clip_grad_norm is not None:
+                rec["clipped"] = clipped / n
         if self.main:
             self.logger.log(rec)
             bar.set_postfix(loss=f"{rec['loss_avg']:.4f}", acc=f"{rec['top1_avg']:.1f}%",

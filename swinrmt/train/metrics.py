@@ -146,11 +146,13 @@ def _pyplot():
 
 
 def plot_curves(records: list[dict[str, Any]], path: str | Path) -> None:
-    """Training loss per step, and train/test accuracy per epoch, from metrics.jsonl records."""
+    """Training loss per step, train/test accuracy per epoch and, where logged, the pre-clip gradient norm."""
     plt = _pyplot()
     steps = [r for r in records if r.get("kind") == "step"]
     epochs = [r for r in records if r.get("kind") == "epoch"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    grads = [r for r in steps if "grad_norm" in r]  # runs from before grad-norm logging have none
+    fig, axes = plt.subplots(1, 3 if grads else 2, figsize=(15 if grads else 10, 3.8))
+    ax1, ax2 = axes[:2]
     if steps:
         ax1.plot([r["step"] for r in steps], [r["loss"] for r in steps], lw=0.8, label="step loss")
         ax1.plot([r["step"] for r in steps], [r["loss_avg"] for r in steps], lw=1.2, label="epoch running mean")
@@ -166,6 +168,12 @@ def plot_curves(records: list[dict[str, Any]], path: str | Path) -> None:
             ax2.plot([r["epoch"] + 1 for r in ema], [r["test_ema_top1"] for r in ema], "^-", label="test top-1 (EMA)")
     ax2.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
     ax2.legend(loc="lower right")
+    if grads:
+        ax3 = axes[2]
+        ax3.plot([r["step"] for r in grads], [r["grad_norm"] for r in grads], lw=1.0, label="mean")
+        ax3.plot([r["step"] for r in grads], [r["grad_norm_max"] for r in grads], lw=0.8, label="max")
+        ax3.set(xlabel="optimizer step", ylabel="pre-clip gradient norm", title="Gradient norm", yscale="log")
+        ax3.legend(loc="upper right")
     fig.tight_layout()
     save_figure(fig, path)
     plt.close(fig)
