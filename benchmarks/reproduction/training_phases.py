@@ -1,0 +1,75 @@
+"""Per-phase training dynamics of finished runs: where in the schedule a model falls behind, and what its gradients do.
+
+    python benchmarks/reproduction/training_phases.py FOLDER [FOLDER ...] [--phases 0,300,500,800,1100,1600]
+
+Each FOLDER is a `swinrmt compare` run folder or a collected one (`runs/` or `finished-runs/`). For every finished run
+it prints the final top-1 (raw and EMA), and per phase of optimizer steps the mean step loss, the mean learning rate
+and, where the trainer logged them (revisions from 03fc714 on), the mean pre-clip gradient norm and the share of steps
+clipped. Figures come from the runs' own `metrics.jsonl` and `result.json`, nothing else.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs) if xs else math.nan
+
+
+def runs_in(folder: Path) -> list[Path]:
+    found = sorted(p.parent for sub in ("runs", "finished-runs") for p in folder.glob(f"{sub}/*/seed-*/result.json"))
+    if not found:
+        raise SystemExit(f"{folder}: no finished run (expected runs/ or finished-runs/LABEL/seed-K/result.json)")
+    return found
+
+
+def phase_rows(steps: list[dict], edges: list[int]) -> list[dict]:
+    rows = []
+    for lo, hi in zip(edges, edges[1:]):
+        sel = [r for r in steps if lo <= r["step"] < hi]
+        row = {"phase": f"{lo}-{hi}", "loss": _mean([r["loss"] for r in sel]), "lr": _mean([r["lr"] for r in sel])}
+        if sel and all("grad_norm" in r for r in sel):
+            # records are interval means over log_every_steps steps each, so an unweighted mean is the phase mean
+            row["grad_norm"] = _mean([r["grad_norm"] for r in sel])
+            if all("clipped" in r for r in sel):
+                row["clipped"] = _mean([r["clipped"] for r in sel])
+        rows.append(row)
+    return rows
+
+
+def describe(run: Path, edges: list[int]) -> str:
+    res = json.loads((run / "result.json").read_text())
+    recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    steps = [r for r in recs if r.get("kind") == "step"]
+    last = max((r["step"] for r in steps), default=0)
+    cuts = sorted({e for e in edges if e < last} | {last + 1})
+    lines = [f"{res['label']} seed {res['seed']}: top-1 {res['test_top1']:.2f} raw, "
+             f"{res.get('test_ema_top1', math.nan):.2f} EMA ({res.get('machine', '?')}, {res['train_images']} images)"]
+    lines.append("  phase (steps)   loss    lr        grad norm  clipped")
+    for row in phase_rows(steps, cuts):
+        gn = f"{row['grad_norm']:9.3f}" if "grad_norm" in row else "        -"
+        cl = f"{100 * row['clipped']:6.1f} %" if "clipped" in row else "       -"
+        lines.append(f"  {row['phase']:14s} {row['loss']:6.3f}  {row['lr']:.2e}  {gn}  {cl}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("folders", nargs="+", type=Path)
+    ap.add_argument("--phases", default="0,300,500,800,1100,1600",
+                    help="step boundaries, comma-separated (the last phase runs to the run's final step)")
+    args = ap.parse_args(argv)
+    try:
+        edges = sorted({int(x) for x in args.phases.split(",")})
+    except ValueError:
+        raise SystemExit(f"--phases must be comma-separated step numbers, got {args.phases!r}") from None
+    for folder in args.folders:
+        for run in runs_in(folder):
+            print(describe(run, edges))
+
+
+if __name__ == "__main__":
+    main()
