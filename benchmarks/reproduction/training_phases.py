@@ -12,7 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from collect import finished_runs  # noqa: E402  (the sibling script: which run folders hold a finished run)
+from swinrmt.train.metrics import read_jsonl  # noqa: E402
 
 
 def _mean(xs: list[float]) -> float:
@@ -20,7 +25,7 @@ def _mean(xs: list[float]) -> float:
 
 
 def runs_in(folder: Path) -> list[Path]:
-    found = sorted(p.parent for sub in ("runs", "finished-runs") for p in folder.glob(f"{sub}/*/seed-*/result.json"))
+    found = finished_runs(folder, "runs") + finished_runs(folder, "finished-runs")
     if not found:
         raise SystemExit(f"{folder}: no finished run (expected runs/ or finished-runs/LABEL/seed-K/result.json)")
     return found
@@ -42,7 +47,7 @@ def phase_rows(steps: list[dict], edges: list[int]) -> list[dict]:
 
 def describe(run: Path, edges: list[int]) -> str:
     res = json.loads((run / "result.json").read_text())
-    recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    recs = read_jsonl(run / "metrics.jsonl")
     steps = [r for r in recs if r.get("kind") == "step"]
     last = max((r["step"] for r in steps), default=0)
     cuts = sorted({e for e in edges if e < last} | {last + 1})
