@@ -206,13 +206,20 @@ def compare(models: Sequence[str], recipe: str, out: str | Path, *, seeds: Seque
 
 def _job(out: Path, base: Any, spec: RunSpec) -> Job:
     """The training of one (model, seed): a fresh recipe, or None to resume from the run directory's config."""
+    from .train.checkpoint import CKPT_DIR
+
     run_dir = spec.directory(out)
     r = base.with_overrides([f"model.name={spec.model}", f"seed={spec.seed}"])
     r.model.overrides = {**base.model.overrides, **spec.overrides}
-    resume = (run_dir / "config.yaml").exists()
+    started = (run_dir / "config.yaml").exists()
+    # A run killed before its first checkpoint holds nothing to resume from: train it again from the start (over the
+    # trainer's own files only). A run with any checkpoint resumes, and fails loudly if that cannot be done.
+    saved = (run_dir / CKPT_DIR).is_dir() and any((run_dir / CKPT_DIR).glob("*.safetensors"))
+    resume = started and saved
     meta = {"label": spec.label, "model": spec.model, "overrides": spec.overrides, "seed": spec.seed}
     log = out / "logs" / f"{run_dir.parent.name}-{run_dir.name}.log"
-    return Job(f"{spec.label}/seed-{spec.seed}", run_dir, None if resume else r.to_dict(), r.epochs, meta, log)
+    return Job(f"{spec.label}/seed-{spec.seed}", run_dir, None if resume else r.to_dict(), r.epochs, meta, log,
+               restart=started and not saved)
 
 
 def _train_runs(jobs: list[Job], train_fn: Any, *, workers: int, threads: int | None, device: str,
@@ -235,11 +242,11 @@ def _train_runs(jobs: list[Job], train_fn: Any, *, workers: int, threads: int | 
     torch.set_num_threads(total)
     try:
         for i, job in enumerate(jobs, 1):
-            print(f"[{i}/{len(jobs)}] {job.label}: {'training' if job.recipe else 'resuming'} -> {job.run_dir}",
-                  flush=True)
+            print(f"[{i}/{len(jobs)}] {job.label}: {job.verb} -> {job.run_dir}", flush=True)
             job.run_dir.parent.mkdir(parents=True, exist_ok=True)
             recipe = Recipe.from_dict(job.recipe) if job.recipe is not None else None
-            write_result(job, train_fn(recipe, job.run_dir, resume=recipe is None, device=device, progress=progress))
+            write_result(job, train_fn(recipe, job.run_dir, resume=recipe is None, overwrite=job.restart,
+                                       device=device, progress=progress))
     finally:
         torch.set_num_threads(caller_threads)
     return []

@@ -38,6 +38,13 @@ class Job:
     epochs: int
     meta: dict[str, Any]  # what `finish` needs beside the training result (label, seed, ...)
     log: Path  # the child's console output (outside run_dir, which the trainer wants empty for a fresh run)
+    restart: bool = False  # train `recipe` afresh over a run that stopped before its first checkpoint
+
+    @property
+    def verb(self) -> str:
+        if self.recipe is None:
+            return "resuming"
+        return "restarting (it stopped before its first checkpoint)" if self.restart else "training"
 
 
 def _die_with_parent() -> None:
@@ -67,8 +74,8 @@ def _child(job: Job, threads: int, device: str, finish: Callable[[Job, dict[str,
         torch.set_num_threads(threads)
         recipe = Recipe.from_dict(job.recipe) if job.recipe is not None else None
         resume = recipe is None
-        print(f"[pool] {job.label}: {'resuming' if resume else 'training'} on {threads} thread(s)", flush=True)
-        res = train(recipe, job.run_dir, resume=resume, device=device, progress=False)
+        print(f"[pool] {job.label}: {job.verb} on {threads} thread(s)", flush=True)
+        res = train(recipe, job.run_dir, resume=resume, overwrite=job.restart, device=device, progress=False)
         finish(job, {**res, "threads": threads})
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, then the child exits non-zero
         traceback.print_exc()

@@ -1,6 +1,7 @@
 """The compare machinery on a tiny real setup: seeding, statistics, resumption, report."""
 import json
 import math
+import shutil
 
 import pytest
 
@@ -50,6 +51,38 @@ def test_same_seed_same_run(tmp_path):
     lb = (tmp_path / "b/runs/rmt_nano/seed-3/metrics.jsonl").read_text().splitlines()
     losses = lambda lines: [json.loads(x)["loss"] for x in lines if json.loads(x).get("kind") == "step"]  # noqa
     assert losses(la) and losses(la) == losses(lb)
+
+
+def test_a_run_killed_before_its_first_checkpoint_trains_again_from_the_start(tmp_path):
+    # Killed between writing config.yaml and its first checkpoint, a run has nothing to resume from; the compare must
+    # not stop on "cannot resume" but retrain it, over the trainer's own files only, to the uninterrupted result.
+    ref = C.compare(["rmt_nano"], "quick", tmp_path / "ref", seeds=[0], recipe_overrides=TINY, progress=False)
+    out = tmp_path / "cmp"
+    run = out / "runs" / "rmt_nano" / "seed-0"
+    shutil.copytree(tmp_path / "ref" / "runs" / "rmt_nano" / "seed-0", run)
+    for f in list(run.rglob("*")):  # what a kill before the first save leaves: the config and a partial log
+        if f.is_file() and f.name != "config.yaml":
+            f.unlink()
+    (run / "metrics.jsonl").write_text('{"kind": "step", "step": 1, "loss": 9.9}\n')
+    (run / "notes.txt").write_text("mine")
+    calls: list[str] = []
+    rep = C.compare(["rmt_nano"], "quick", out, seeds=[0], recipe_overrides=TINY, progress=False,
+                    train_fn=_counting_train(calls))
+    assert calls == [str(run)]
+    assert rep["summary"][0]["top1_mean"] == ref["summary"][0]["top1_mean"]
+    assert '"loss": 9.9' not in (run / "metrics.jsonl").read_text()
+    assert (run / "notes.txt").read_text() == "mine", "only the trainer's own files may be replaced"
+
+
+def test_a_run_with_a_checkpoint_is_never_restarted(tmp_path):
+    out = tmp_path / "cmp"
+    run = out / "runs" / "rmt_nano" / "seed-0"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("seed: 0\n")
+    (run / "checkpoints" / "best.safetensors").write_bytes(b"kept")  # a best without a last: resume, and fail loudly
+    with pytest.raises(FileNotFoundError, match="cannot resume: no checkpoint"):
+        C.compare(["rmt_nano"], "quick", out, seeds=[0], recipe_overrides=TINY, progress=False)
+    assert (run / "checkpoints" / "best.safetensors").read_bytes() == b"kept"
 
 
 def test_interrupted_compare_resumes_without_retraining(tmp_path):
