@@ -53,10 +53,11 @@ def test_same_seed_same_run(tmp_path):
     assert losses(la) and losses(la) == losses(lb)
 
 
-def test_a_run_killed_before_its_first_checkpoint_trains_again_from_the_start(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2], ids=["in-process", "pool"])
+def test_a_run_killed_before_its_first_checkpoint_trains_again_from_the_start(tmp_path, workers):
     # Killed between writing config.yaml and its first checkpoint, a run has nothing to resume from; the compare must
     # not stop on "cannot resume" but retrain it, over the trainer's own files only, to the uninterrupted result.
-    ref = C.compare(["rmt_nano"], "quick", tmp_path / "ref", seeds=[0], recipe_overrides=TINY, progress=False)
+    ref = C.compare(["rmt_nano"], "quick", tmp_path / "ref", seeds=[0, 1], recipe_overrides=TINY, progress=False)
     out = tmp_path / "cmp"
     run = out / "runs" / "rmt_nano" / "seed-0"
     shutil.copytree(tmp_path / "ref" / "runs" / "rmt_nano" / "seed-0", run)
@@ -65,13 +66,15 @@ def test_a_run_killed_before_its_first_checkpoint_trains_again_from_the_start(tm
             f.unlink()
     (run / "metrics.jsonl").write_text('{"kind": "step", "step": 1, "loss": 9.9}\n')
     (run / "notes.txt").write_text("mine")
-    calls: list[str] = []
-    rep = C.compare(["rmt_nano"], "quick", out, seeds=[0], recipe_overrides=TINY, progress=False,
-                    train_fn=_counting_train(calls))
-    assert calls == [str(run)]
+    rep = C.compare(["rmt_nano"], "quick", out, seeds=[0, 1], recipe_overrides=TINY, progress=False,
+                    workers=workers, threads=workers)
     assert rep["summary"][0]["top1_mean"] == ref["summary"][0]["top1_mean"]
+    top1 = lambda d: json.loads((d / "runs/rmt_nano/seed-0" / C.RESULT).read_text())["test_top1"]  # noqa: E731
+    assert top1(out) == top1(tmp_path / "ref")
     assert '"loss": 9.9' not in (run / "metrics.jsonl").read_text()
     assert (run / "notes.txt").read_text() == "mine", "only the trainer's own files may be replaced"
+    if workers > 1:
+        assert "restarting (it stopped before its first checkpoint)" in (out / "logs/rmt_nano-seed-0.log").read_text()
 
 
 def test_a_run_with_a_checkpoint_is_never_restarted(tmp_path):
