@@ -3,7 +3,8 @@
 # -16.6 pp on seed 0 at 300 000), while its training loss rises at the peak learning rate? Six seed-0 runs at the
 # ladder's rung 2 (converge-tin100-cpu --set epochs=2, 100 000 images, the recipe's bf16), with the trainer's
 # gradient-norm records, in three compares; the first two run side by side on one thread each:
-#   lr2e-3: Retention as is (the rung-2 baseline, now with gradient norms) and without its G1 gate (gate=none)
+#   lr2e-3: Retention as is (the rung-2 baseline, now with gradient norms), without its G1 gate (gate=none), and
+#           rmt_nano (added after the first two, so that every arm has a same-machine reference at 2e-3)
 #   lr1e-3: Retention and rmt_nano at half the peak learning rate
 # If the gate is the cause, gate=none closes the gap at 2e-3; if the peak learning rate is, the 1e-3 pair does.
 # (Result: the lr, not the gate.) A third compare asks what else makes Retention more lr-sensitive than RMT. With
@@ -21,7 +22,7 @@ RUNS=${RUNS:-$HOME/swinrmt-runs}
 DATA=${DATA:-/work/shared/data/tiny-imagenet-100.tar.gz}
 T=gated_swinrmt_retention_nano
 collect() { "$PY" "$HERE/../collect.py" "$1" "$2" > /dev/null 2>&1 || true; }
-declare -A MODELS=([lr2e-3]="$T $T[gate=none]" [lr1e-3]="$T rmt_nano" [rotary]="$T[rotary=flat] $T[gate=none,rotary=flat]")
+declare -A MODELS=([lr2e-3]="$T $T[gate=none] rmt_nano" [lr1e-3]="$T rmt_nano" [rotary]="$T[rotary=flat] $T[gate=none,rotary=flat]")
 declare -A LR=([lr2e-3]=2e-3 [lr1e-3]=1e-3 [rotary]=2e-3)
 # Two phases, each two one-thread runs side by side on 2 cores: the lr2e-3 and lr1e-3 compares (one job each), then
 # the rotary compare (two jobs in a pool). A finished compare trains nothing, so rerunning resumes where it stopped.
