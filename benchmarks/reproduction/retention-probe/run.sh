@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Why does Gated-SwinRMT-Retention fall behind RMT as the budget grows (tin100-ladder: -4.1 pp at 100 000 images,
-# -16.6 pp on seed 0 at 300 000), while its training loss rises at the peak learning rate? Six seed-0 runs at the
+# -16.6 pp on seed 0 at 300 000), while its training loss rises at the peak learning rate? Seven seed-0 runs at the
 # ladder's rung 2 (converge-tin100-cpu --set epochs=2, 100 000 images, the recipe's bf16), with the trainer's
 # gradient-norm records, in three compares; the first two run side by side on one thread each:
 #   lr2e-3: Retention as is (the rung-2 baseline, now with gradient norms), without its G1 gate (gate=none), and
