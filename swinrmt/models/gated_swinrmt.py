@@ -1,7 +1,8 @@
 """Gated-SwinRMT registrations: the RMT macro and sizes with a windowed, shifted, gated axial mixer in every stage.
 
 Every docs/design.md §7 option is a keyword of `create_model` (see the mixer classes): `window_size`, `shift`, `gate`,
-`gate_input`, `lce`, `learnable_decay`, `rotary`; SWAT adds `norm`, `alibi`, `sigmoid_bias`.
+`gate_input`, `lce`, `learnable_decay`, `rotary`, `norm` (SWAT: headnorm by default; Retention: none); SWAT adds
+`alibi`, `sigmoid_bias`.
 """
 from __future__ import annotations
 

@@ -39,11 +39,23 @@ def test_masa_decomposed_equals_loop_reference(rotary):
 
 
 @pytest.mark.parametrize("gate", ["none", "elementwise", "headwise"])
-def test_retention_one_window_no_shift_equals_reference(gate):
-    """docs/design.md §3.5: one window covering the map and no shift is RMT's decomposed attention (plus the gate)."""
-    m = RetentionMixer(16, 2, window_size=8, shift=True, gate=gate).double()  # 5x6 map: one window, shift off
+@pytest.mark.parametrize("norm", ["none", "headnorm"])
+def test_retention_one_window_no_shift_equals_reference(gate, norm):
+    """docs/design.md §3.5: one window covering the map and no shift is RMT's decomposed attention (plus the gate);
+    `norm="headnorm"` normalises each head's attention output before LCE, as SWAT's head norm does."""
+    m = RetentionMixer(16, 2, window_size=8, shift=True, gate=gate, norm=norm).double()  # 5x6 map: one window
+    if norm == "headnorm":
+        with torch.no_grad():
+            m.head_norm_weight.uniform_(0.5, 1.5)
     x = torch.randn(2, 5, 6, 16, dtype=torch.float64)
-    assert torch.allclose(m(x), _reference(m, x), atol=1e-10)
+    assert torch.allclose(m(x), _reference(m, x, post_norm=norm == "headnorm"), atol=1e-10)
+
+
+def test_retention_head_norm_is_off_by_default_and_adds_one_weight_per_channel():
+    plain, normed = RetentionMixer(16, 2), RetentionMixer(16, 2, norm="headnorm")
+    assert plain.head_norm_weight is None and "head_norm_weight" not in dict(plain.named_parameters())
+    extra = set(dict(normed.named_parameters())) - set(dict(plain.named_parameters()))
+    assert extra == {"head_norm_weight"} and normed.head_norm_weight.shape == (16,)
 
 
 def test_retention_gate_off_equals_reference_per_window():
@@ -164,6 +176,7 @@ def test_learnable_decay_gets_gradient():
 
 @pytest.mark.parametrize("kw,msg", [
     (dict(gate="channel"), "gate='channel'"), (dict(gate_input="x"), "gate_input"), (dict(rotary="2d"), "rotary"),
+    (dict(norm="rowsum"), "norm='rowsum'"),
 ])
 def test_invalid_retention_options(kw, msg):
     with pytest.raises(ValueError, match=msg):

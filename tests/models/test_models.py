@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import swinrmt
+from swinrmt.layers.mixers import RetentionMixer
 from swinrmt.models import default_geometry
 
 ALL = swinrmt.list_models()
@@ -35,6 +36,22 @@ def test_forward_backward_all_params_get_grad(name):
         out.logsumexp(-1).sum().backward()
         missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
         assert not missing, f"{name} {shape}: no/invalid grad for {missing[:5]}"
+
+
+def test_retention_head_norm_option_trains_every_parameter_and_is_finite_in_bf16():
+    model = swinrmt.create_model("gated_swinrmt_retention_nano", num_classes=7, norm="headnorm")
+    mixers = [m for m in model.modules() if isinstance(m, RetentionMixer)]
+    assert mixers and all(m.head_norm_weight is not None for m in mixers)  # every block's mixer, one weight/channel
+    extra = _params("gated_swinrmt_retention_nano", norm="headnorm") - _params("gated_swinrmt_retention_nano")
+    assert extra == sum(m.dim for m in mixers)
+    for autocast in (False, True):
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = model(torch.randn(2, 3, 40, 56))
+            out.float().logsumexp(-1).sum().backward()
+        assert torch.isfinite(out.float()).all()
+        missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+        assert not missing, f"autocast={autocast}: no/invalid grad for {missing[:5]}"
 
 
 @pytest.mark.parametrize("name", ALL_PARAMS)

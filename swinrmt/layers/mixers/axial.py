@@ -146,6 +146,7 @@ class AxialMixer(nn.Module):
         self.k = Linear(dim, dim, bias=qkv_bias)
         self.lce = DWConv(dim, 5) if lce else None
         self.proj = Linear(dim, dim)
+        self.register_parameter("head_norm_weight", None)  # set by a subclass that normalises each head's output
         if learnable_decay:
             g = decay_rates(num_heads, decay_a, decay_b)
             self.decay_logit = nn.Parameter(torch.log(g / (1 - g)).float())
@@ -160,8 +161,11 @@ class AxialMixer(nn.Module):
         raise NotImplementedError
 
     def post(self, y: torch.Tensor) -> torch.Tensor:
-        """What happens to the attention output before LCE (SWAT: the head norm)."""
-        return y
+        """The attention output before LCE: the head norm where a subclass has one (RMS over each head's channels,
+        times a learned weight: RetNet's GroupNorm role; SWAT's default, a Retention option)."""
+        if self.head_norm_weight is None:
+            return y
+        return kernels.head_rms_norm(y, self.head_norm_weight, self.head_dim, 1e-6)
 
     # -- shared pieces ---------------------------------------------------------------------------------------------
     def log_gamma(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:

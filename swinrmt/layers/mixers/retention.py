@@ -2,11 +2,14 @@
 
 Per pass: softmax(q k^T / sqrt(d) + |delta| log(gamma_h) + shift/pad mask) v; then + LCE(V); then
 * sigmoid(G1(X_norm)) (elementwise by default, or one scalar per head); then W_O. With `gate="none"` and one window
-covering the map this is exactly RMT's decomposed MaSA.
+covering the map this is exactly RMT's decomposed MaSA. `norm="headnorm"` (off by default) normalises each head's
+attention output before LCE, as SWAT does: an option to test whether that steadies windowed retention at a high
+learning rate (benchmarks/reproduction/retention-probe).
 """
 from __future__ import annotations
 
 import torch
+import torch.nn as nn
 
 from ..gates import GATE_MODES, OutputGate
 from ..linear import Linear
@@ -14,6 +17,7 @@ from ..options import check_choice
 from .axial import AxialMixer, PassTables, softmax_decay_tables
 
 GATE_INPUTS = ("input", "output")
+RETENTION_NORMS = ("none", "headnorm")
 
 
 class RetentionMixer(AxialMixer):
@@ -21,13 +25,17 @@ class RetentionMixer(AxialMixer):
 
     def __init__(self, dim: int, num_heads: int, window_size: int | None = 7, shift: bool = False,
                  gate: str = "elementwise", gate_input: str = "input", lce: bool = True, rotary: str = "none",
-                 **kw):
+                 norm: str = "none", **kw):
         super().__init__(dim, num_heads, window_size, shift, lce=lce, rotary=rotary, **kw)
         check_choice("gate", gate, GATE_MODES + ("none",))
         check_choice("gate_input", gate_input, GATE_INPUTS)
+        check_choice("norm", norm, RETENTION_NORMS)
         self.v = Linear(dim, dim, bias=kw.get("qkv_bias", True))
         self.gate_input = gate_input
         self.gate = OutputGate(dim, num_heads, gate) if gate != "none" else None
+        self.norm = norm
+        if norm == "headnorm":
+            self.head_norm_weight = nn.Parameter(torch.ones(dim))
 
     def value(self, x: torch.Tensor) -> torch.Tensor:
         return self.v(x)
@@ -39,3 +47,6 @@ class RetentionMixer(AxialMixer):
         if self.gate is None:
             return y
         return self.gate(y, x if self.gate_input == "input" else y)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", norm={self.norm!r}"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ... import kernels
 from .._cache import cached
 from ..decay import balanced_alibi_slopes, decay_rates, distance_1d, signed_distance_1d
 from ..gates import GATE_MODES, OutputGate, SwiGLUValue
@@ -76,12 +75,6 @@ class SwatMixer(AxialMixer):
         allowed = cached_axis_allowed(geo, device)
         mul = gamma[:, None, None, None] ** distance_1d(geo.window, device) * allowed
         return broadcast_pass_table(mul, axis)
-
-    def post(self, y: torch.Tensor) -> torch.Tensor:
-        """The head norm: RMS over each head's channels, times a learned weight (RetNet's GroupNorm role)."""
-        if self.head_norm_weight is None:
-            return y
-        return kernels.head_rms_norm(y, self.head_norm_weight, self.head_dim, 1e-6)
 
     def gate_output(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return y if self.gate is None else self.gate(y, x)
