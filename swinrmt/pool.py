@@ -42,6 +42,7 @@ class Job:
 
     @property
     def verb(self) -> str:
+        """What the logs say this job does, so a restart over a run that never checkpointed is never silent."""
         if self.recipe is None:
             return "resuming"
         return "restarting (it stopped before its first checkpoint)" if self.restart else "training"
