@@ -51,3 +51,32 @@ def test_empty_folder_and_bad_phases_are_one_line_errors(tmp_path: Path):
     _run(tmp_path, "m", [{"step": 1, "loss": 1.0, "lr": 1e-3}])
     with pytest.raises(SystemExit, match="--phases must be"):
         tp.main([str(tmp_path), "--phases", "0,x"])
+
+
+def _epochs(folder: Path, label: str, seed: int, curve: list[tuple[float, float]]) -> None:
+    run = folder / "finished-runs" / label / f"seed-{seed}"
+    run.mkdir(parents=True)
+    (run / "result.json").write_text(json.dumps({"label": label, "seed": seed, "test_top1": curve[-1][0]}))
+    recs = [{"kind": "step", "step": 1, "loss": 4.0, "lr": 1e-3}]
+    recs += [{"kind": "epoch", "epoch": i, "step": i + 1, "test_top1": t, "train_loss": loss}
+             for i, (t, loss) in enumerate(curve)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+
+
+def test_epoch_table_pairs_gaps_by_seed(tmp_path: Path, capsys):
+    tp = _module()
+    _epochs(tmp_path, "base", 0, [(10.0, 4.0), (20.0, 3.0)])
+    _epochs(tmp_path, "base", 1, [(12.0, 4.2), (22.0, 3.2)])
+    _epochs(tmp_path, "new", 0, [(13.0, 3.9), (19.0, 3.1)])
+    _epochs(tmp_path, "new", 1, [(13.0, 4.1), (25.0, 3.1)])
+    tp.main([str(tmp_path), "--epochs", "base"])
+    out = capsys.readouterr().out
+    assert out.index("base (seeds 0, 1)") < out.index("new (seeds 0, 1)")
+    base = out[:out.index("new (")]
+    assert "      1    11.00       4.100" in base and "      2    21.00       3.100" in base
+    new = out[out.index("new ("):]
+    # epoch 1: gaps +3 and +1 (mean +2); epoch 2: -1 and +3 (mean +1); loss is the mean over the label's own seeds
+    assert "      1    13.00       4.000   +2.00  +3.00 +1.00" in new
+    assert "      2    22.00       3.100   +1.00  -1.00 +3.00" in new
+    with pytest.raises(SystemExit, match="no finished run labelled 'rmt'"):
+        tp.main([str(tmp_path), "--epochs", "rmt"])

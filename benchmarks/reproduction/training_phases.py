@@ -1,11 +1,14 @@
 """Per-phase training dynamics of finished runs: where in the schedule a model falls behind, and what its gradients do.
 
     python benchmarks/reproduction/training_phases.py FOLDER [FOLDER ...] [--phases 0,300,500,800,1100,1600]
+    python benchmarks/reproduction/training_phases.py FOLDER --epochs BASELINE_LABEL
 
 Each FOLDER is a `swinrmt compare` run folder or a collected one (`runs/` or `finished-runs/`). For every finished run
 it prints the final top-1 (raw and EMA), and per phase of optimizer steps the mean step loss, the mean learning rate
 and, where the trainer logged them (revisions from 03fc714 on), the mean pre-clip gradient norm and the share of steps
-clipped. Figures come from the runs' own `metrics.jsonl` and `result.json`, nothing else.
+clipped. With `--epochs BASELINE_LABEL` it prints instead, per evaluated epoch, each label's mean test top-1 and
+training loss over its seeds and its gap to the baseline paired by seed: whether a final gap was there all along or
+opened (or closed) late. Figures come from the runs' own `metrics.jsonl` and `result.json`, nothing else.
 """
 from __future__ import annotations
 
@@ -61,12 +64,46 @@ def describe(run: Path, edges: list[int]) -> str:
     return "\n".join(lines)
 
 
+def epoch_table(runs: list[Path], baseline: str) -> str:
+    """Per evaluated epoch: mean raw test top-1 and training loss per label, and the per-seed gap to `baseline`."""
+    curves: dict[str, dict[int, list[dict]]] = {}
+    for run in runs:
+        res = json.loads((run / "result.json").read_text())
+        epochs = [r for r in read_jsonl(run / "metrics.jsonl") if r.get("kind") == "epoch" and "test_top1" in r]
+        curves.setdefault(res["label"], {})[res["seed"]] = epochs
+    if baseline not in curves:
+        raise SystemExit(f"--epochs: no finished run labelled {baseline!r} (labels: {', '.join(sorted(curves))})")
+    base = curves[baseline]
+    lines = []
+    for label in [baseline] + sorted(k for k in curves if k != baseline):
+        seeds = sorted(curves[label])
+        lines.append(f"{label} (seeds {', '.join(map(str, seeds))})")
+        gap_head = "" if label == baseline else f"  gap to {baseline} (pp): mean, per seed"
+        lines.append("  epoch  top-1 %  train loss" + gap_head)
+        for i in range(max(len(curves[label][s]) for s in seeds)):
+            at = {s: curves[label][s][i] for s in seeds if i < len(curves[label][s])}
+            line = (f"  {i + 1:5d}  {_mean([r['test_top1'] for r in at.values()]):7.2f}  "
+                    f"{_mean([r['train_loss'] for r in at.values()]):10.3f}")
+            if label != baseline:
+                gaps = [r["test_top1"] - base[s][i]["test_top1"] for s, r in at.items()
+                        if s in base and i < len(base[s])]
+                if gaps:
+                    line += f"  {_mean(gaps):+6.2f}  " + " ".join(f"{g:+.2f}" for g in gaps)
+            lines.append(line)
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folders", nargs="+", type=Path)
     ap.add_argument("--phases", default="0,300,500,800,1100,1600",
                     help="step boundaries, comma-separated (the last phase runs to the run's final step)")
+    ap.add_argument("--epochs", metavar="BASELINE_LABEL",
+                    help="print per-epoch top-1, training loss and the paired gap to this label instead of phases")
     args = ap.parse_args(argv)
+    if args.epochs:
+        print(epoch_table([run for folder in args.folders for run in runs_in(folder)], args.epochs))
+        return
     try:
         edges = sorted({int(x) for x in args.phases.split(",")})
     except ValueError:
