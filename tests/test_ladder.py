@@ -62,3 +62,17 @@ def test_settings_and_machines_that_differ_between_rungs_are_listed(tmp_path):
     assert not any(k in x for k in ("log_every_steps", "cpu_threads", "batch_size", "data.name") for x in md_lines)
     ladder([a], "rmt", tmp_path / "s")
     assert "differ between rungs" not in (tmp_path / "s" / "ladder.md").read_text(), "one rung has nothing to differ from"
+
+
+def test_the_committed_ladder_is_what_its_command_draws_from_the_committed_reports(tmp_path):
+    # the figures of tin100-ladder/README.md and the top-level README come from this command; a lost or edited record,
+    # or a change to the ladder's statistics, shows here
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "benchmarks" / "reproduction"
+    rungs = ladder([root / "tin100", root / "tin100-ladder" / "tin100-2ep", root / "tin100-ladder" / "tin100-6ep"],
+                   "rmt_nano", tmp_path)
+    assert [r["images"] for r in rungs] == [24960, 99968, 299904]
+    assert [sorted((lab, m["n"]) for lab, m in r["models"].items()) for r in rungs] == [
+        [("gated_swinrmt_retention_nano", 3), ("gated_swinrmt_swat_nano", 3), ("rmt_nano", 3)]] * 3
+    assert (tmp_path / "ladder.md").read_text() == (root / "tin100-ladder" / "ladder.md").read_text()
