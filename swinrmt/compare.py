@@ -288,6 +288,7 @@ def load_results(out: Path) -> list[dict[str, Any]]:
     for path in sorted((out / "runs").glob(f"*/seed-*/{RESULT}")):
         row = json.loads(path.read_text())
         row["epochs_log"] = _epochs(path.parent / "metrics.jsonl")
+        row.update(health_summary(path.parent / "metrics.jsonl"))
         row["curve"] = [(e["epoch"] + 1, e["test_top1"], e.get("test_ema_top1")) for e in row["epochs_log"]
                         if "test_top1" in e]
         row["run_dir"] = str(path.parent)
@@ -303,6 +304,23 @@ def _epochs(metrics: Path) -> list[dict[str, Any]]:
         return []
     recs = (json.loads(line) for line in metrics.read_text().splitlines())
     return [r for r in recs if r.get("kind") == "epoch"]
+
+
+HEALTH_SUMMARY = {"logit_peak": ("attn_logit_max", max), "entropy_min": ("attn_entropy", min),
+                  "gate_min": ("gate_mean", min)}
+
+
+def health_summary(metrics: Path) -> dict[str, float | None]:
+    """A run's attention health at its worst: the largest content logit, the lowest stage entropy and the lowest stage
+    mean G1 gate over all its step records (None where the run has no such record)."""
+    recs = []
+    if metrics.exists():
+        recs = [r for r in map(json.loads, metrics.read_text().splitlines()) if r.get("kind") == "step"]
+    out: dict[str, float | None] = {}
+    for name, (key, pick) in HEALTH_SUMMARY.items():
+        vals = [v for r in recs for v in r.get(key, []) if v is not None]
+        out[f"health_{name}"] = pick(vals) if vals else None
+    return out
 
 
 def machine(threads: bool = True) -> str:
@@ -372,7 +390,7 @@ def write_report(out: str | Path, baseline: str | None = None, confidence: float
 
 def _write_raw(out: Path, rows: list[dict[str, Any]]) -> None:
     keys = ["label", "model", "seed", "test_top1", "test_ema_top1", "best_top1", "train_s", "wall_s", "threads",
-            "machine", "params", "flops"]
+            "machine", "params", "flops"] + [f"health_{name}" for name in HEALTH_SUMMARY]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=keys + ["overrides"], extrasaction="ignore")
     w.writeheader()
@@ -427,10 +445,32 @@ def _markdown(out: Path, summary: list[dict[str, Any]], rows: list[dict[str, Any
         lines.append(f"| `{r['label']}` | {r['seed']} | {r['test_top1']:.2f} | {ema} | {len(r['epochs_log'])} | "
                      f"{r['train_s'] / 60:.1f} min | {r.get('threads', '-')} | {r.get('machine', '-')} | "
                      f"{r.get('finished', '-')} |")
+    lines += _health_table(summary, rows)
     lines += ["", f"Raw per-run metrics: `runs.csv`, `runs.json`; every run's per-epoch log in `{EPOCH_LOGS}/`. Plots: "
               "`curves.png` (test top-1 per evaluated epoch, mean over seeds" + (", EMA dashed" if with_ema else "")
               + "), `final.png` (final top-1, mean ± std).", ""]
     return "\n".join(lines)
+
+
+def _health_table(summary: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[str]:
+    """Attention health at its worst over training, mean (and worst) over each model's seeds; nothing for runs
+    from before the health record."""
+    if not any(r.get("health_logit_peak") is not None for r in rows):
+        return []
+
+    def cell(lab: str, key: str, worst: Any) -> str:
+        vals = [r[key] for r in rows if r["label"] == lab and r.get(key) is not None]
+        return f"{sum(vals) / len(vals):.3g} ({worst(vals):.3g})" if vals else "-"
+
+    lines = ["", "Attention health over training (`metrics.jsonl`, every step record): each run's largest content "
+             "logit |q.k|/sqrt(d), lowest stage-mean row entropy (1 = uniform) and lowest stage-mean G1 gate; mean "
+             "over seeds (worst seed).", "", "| model | peak content logit | lowest entropy | lowest mean gate |",
+             "|---|---:|---:|---:|"]
+    for s in summary:
+        lab = s["label"]
+        lines.append(f"| `{lab}` | {cell(lab, 'health_logit_peak', max)} | {cell(lab, 'health_entropy_min', min)} | "
+                     f"{cell(lab, 'health_gate_min', min)} |")
+    return lines
 
 
 def _plot(out: Path, labels: list[str], by: dict, summary: list[dict[str, Any]]) -> None:

@@ -248,7 +248,7 @@ class RMTBackbone(BackboneAPI):
     def _make_mixer(self, mixer, dim, heads, decompose, a, b, shift, options) -> nn.Module:
         if mixer == "masa":
             opts = {k: v for k, v in options.items() if k in ("rotary", "lce", "qkv_bias", "use_sdpa",
-                                                                 "learnable_decay")}
+                                                                 "learnable_decay", "qk_norm")}
             if decompose:
                 return MaSADecomposed(dim, heads, decay_a=a, decay_b=b, **opts)
             opts.pop("use_sdpa", None)

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from ..data.sampling import mix_seed
 from ..atomic import write_json, write_text
+from ..models.health import attention_health
 from ..runtime import keep_freed_memory
 from . import distributed
 from .builders import (DROPOUT_STREAM, MIXUP_STREAM, autocast, build_model, check_labels, load_split, make_loader,
@@ -97,6 +98,7 @@ class Trainer:
         # read only when a record is written, so no step waits on a host sync).
         self.grad_stats = torch.zeros(4, dtype=torch.float64, device=self.device)
         self.best = {"top1": -1.0, "epoch": -1}
+        self._probe: torch.Tensor | None = None  # the attention-health probe images (rank 0, built at first use)
         self.last_eval: dict[str, Any] = {}  # test_* metrics of the last evaluated epoch
         self._final_eval: dict[str, Any] | None = None  # its full report (per-class, confusion, ...) for eval.json
         self.epoch_time = 0.0
@@ -284,9 +286,22 @@ class Trainer:
             if self.recipe.optim.clip_grad_norm is not None:
                 rec["clipped"] = clipped / n
         if self.main:
+            rec.update(self._attention_health())
             self.logger.log(rec)
             bar.set_postfix(loss=f"{rec['loss_avg']:.4f}", acc=f"{rec['top1_avg']:.1f}%",
                             img_s=f"{rec['img_per_s']:.0f}", lr=f"{rec['lr']:.2e}", refresh=False)
+
+    def _attention_health(self) -> dict[str, Any]:
+        """Per-stage attention health (`models.health`) of the current weights on the first `health_images` test
+        images: the same images at every record and across resumes, so a record differs only by what training did."""
+        n = self.recipe.health_images
+        if not n:
+            return {}
+        if self._probe is None:
+            with torch.random.fork_rng(devices=[]):  # a loader with workers draws its base seed from the global RNG
+                x, _, _ = next(iter(self.test_loader))
+            self._probe = x[:n].to(self.device)
+        return attention_health(self.model, self._probe)
 
     def _evaluate(self) -> dict[str, Any]:
         r, out = self.recipe, {}

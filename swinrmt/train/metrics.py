@@ -145,14 +145,23 @@ def _pyplot():
     return plt
 
 
+HEALTH_PANELS = (("attn_entropy", "normalised row entropy", "Attention entropy (1 = uniform)", "linear"),
+                 ("attn_logit_max", "max |q.k| / sqrt(d)", "Largest content logit", "log"),
+                 ("gate_mean", "mean G1 gate", "Output gate (dotted: share < 0.1)", "linear"))
+
+
 def plot_curves(records: list[dict[str, Any]], path: str | Path) -> None:
-    """Training loss per step, train/test accuracy per epoch and, where logged, the pre-clip gradient norm."""
+    """Training loss per step, train/test accuracy per epoch and, where logged, the pre-clip gradient norm and the
+    attention health per stage (a second row: entropy, largest content logit, G1 gate)."""
     plt = _pyplot()
     steps = [r for r in records if r.get("kind") == "step"]
     epochs = [r for r in records if r.get("kind") == "epoch"]
     grads = [r for r in steps if "grad_norm" in r]  # runs from before grad-norm logging have none
-    fig, axes = plt.subplots(1, 3 if grads else 2, figsize=(15 if grads else 10, 3.8))
-    ax1, ax2 = axes[:2]
+    health = [r for r in steps if "attn_entropy" in r]
+    panels = [p for p in HEALTH_PANELS if any(v is not None for r in health for v in r.get(p[0], []))]
+    cols = 3 if grads or panels else 2
+    fig, axes = plt.subplots(2 if panels else 1, cols, figsize=(5 * cols, 7.6 if panels else 3.8), squeeze=False)
+    ax1, ax2 = axes[0, :2]
     if steps:
         ax1.plot([r["step"] for r in steps], [r["loss"] for r in steps], lw=0.8, label="step loss")
         ax1.plot([r["step"] for r in steps], [r["loss_avg"] for r in steps], lw=1.2, label="epoch running mean")
@@ -169,11 +178,27 @@ def plot_curves(records: list[dict[str, Any]], path: str | Path) -> None:
     ax2.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
     ax2.legend(loc="lower right")
     if grads:
-        ax3 = axes[2]
+        ax3 = axes[0, 2]
         ax3.plot([r["step"] for r in grads], [r["grad_norm"] for r in grads], lw=1.0, label="mean")
         ax3.plot([r["step"] for r in grads], [r["grad_norm_max"] for r in grads], lw=0.8, label="max")
         ax3.set(xlabel="optimizer step", ylabel="pre-clip gradient norm", title="Gradient norm", yscale="log")
         ax3.legend(loc="upper right")
+    elif cols == 3:
+        axes[0, 2].axis("off")
+    for j, (key, ylabel, title, scale) in enumerate(panels):
+        ax = axes[1, j]
+        for i in range(max(len(r[key]) for r in health)):
+            pts = [(r["step"], r[key][i]) for r in health if i < len(r[key]) and r[key][i] is not None]
+            if pts:
+                ax.plot(*zip(*pts), lw=1.0, color=f"C{i}", label=f"stage {i + 1}")
+            low = [(r["step"], r["gate_low"][i]) for r in health
+                   if key == "gate_mean" and i < len(r.get("gate_low", [])) and r["gate_low"][i] is not None]
+            if low:
+                ax.plot(*zip(*low), lw=0.8, ls=":", color=f"C{i}")
+        ax.set(xlabel="optimizer step", ylabel=ylabel, title=title, yscale=scale)
+        ax.legend(loc="best", fontsize=7)
+    for j in range(len(panels), cols if panels else 0):
+        axes[1, j].axis("off")
     fig.tight_layout()
     save_figure(fig, path)
     plt.close(fig)

@@ -69,7 +69,10 @@ class Scheduler:
         self.optimizer, self.cfg, self.base_lr = optimizer, cfg, base_lr
         self.steps_per_epoch = max(1, steps_per_epoch)
         self.total = epochs * self.steps_per_epoch
-        self.warmup = min(round(cfg.warmup_epochs * self.steps_per_epoch), self.total)
+        if cfg.warmup_frac is not None:
+            self.warmup = min(round(cfg.warmup_frac * self.total), self.total)
+        else:
+            self.warmup = min(round(cfg.warmup_epochs * self.steps_per_epoch), self.total)
         self.step_count = 0
         self._apply()
 

@@ -89,6 +89,9 @@ class SchedCfg:
 
     name: Literal["cosine", "step"] = "cosine"
     warmup_epochs: float = 0.0
+    # The warm-up as a share of all steps instead (replaces warmup_epochs): carries over between budgets, so a
+    # 2-epoch pilot and a 6-epoch run warm up over the same part of their schedule.
+    warmup_frac: float | None = None
     warmup_start_factor: float = 0.01  # warmup starts at lr * this
     min_lr: float = 0.0  # cosine floor
     decay_epochs: float = 30.0  # step: multiply by decay_rate every decay_epochs
@@ -96,6 +99,10 @@ class SchedCfg:
 
     def check(self, at: str) -> None:
         _require(self.warmup_epochs >= 0, at, "warmup_epochs", self.warmup_epochs, ">= 0")
+        _require(self.warmup_frac is None or 0 <= self.warmup_frac < 1, at, "warmup_frac", self.warmup_frac,
+                 "in [0, 1) or null")
+        _require(self.warmup_frac is None or self.warmup_epochs == 0, at, "warmup_frac", self.warmup_frac,
+                 "null when warmup_epochs is set (give one of the two)")
         _require(0 < self.warmup_start_factor <= 1, at, "warmup_start_factor", self.warmup_start_factor, "in (0, 1]")
         _require(self.min_lr >= 0, at, "min_lr", self.min_lr, ">= 0")
         _require(self.decay_epochs > 0, at, "decay_epochs", self.decay_epochs, "> 0")
@@ -151,6 +158,8 @@ class Recipe:
     precision: Literal["fp32", "bf16"] = "fp32"
     seed: int = 0
     log_every_steps: int = 10
+    # Attention health (swinrmt.models.health) in every step record, probed on this many fixed test images; 0: off.
+    health_images: int = 16
     ckpt_every_steps: int = 0  # 0: checkpoint at epoch ends only
     eval_every_epochs: int = 1  # the last epoch is always evaluated
     cpu_threads: int | None = None  # torch intra-op threads when training on CPU; None: torch's default
@@ -161,6 +170,7 @@ class Recipe:
         _require(self.batch_size >= 1, at, "batch_size", self.batch_size, ">= 1")
         _require(0 <= self.label_smoothing < 1, at, "label_smoothing", self.label_smoothing, "in [0, 1)")
         _require(self.log_every_steps >= 1, at, "log_every_steps", self.log_every_steps, ">= 1")
+        _require(self.health_images >= 0, at, "health_images", self.health_images, ">= 0")
         _require(self.ckpt_every_steps >= 0, at, "ckpt_every_steps", self.ckpt_every_steps, ">= 0")
         _require(self.eval_every_epochs >= 1, at, "eval_every_epochs", self.eval_every_epochs, ">= 1")
         _require(self.cpu_threads is None or self.cpu_threads >= 1, at, "cpu_threads", self.cpu_threads, ">= 1")

@@ -26,6 +26,7 @@ from ... import kernels
 from .._cache import cached
 from ..conv import DWConv
 from ..decay import decay_rates, log_decay_1d
+from ..health import HealthSums, add_sums, row_health
 from ..linear import Linear
 from ..options import check_choice
 from ..rotary import rotary_tables
@@ -130,7 +131,7 @@ class AxialMixer(nn.Module):
 
     def __init__(self, dim: int, num_heads: int, window_size: int | None = 7, shift: bool = False,
                  decay_a: float = 2.0, decay_b: float = 4.0, learnable_decay: bool = False, lce: bool = True,
-                 rotary: str = "none", qkv_bias: bool = True, use_sdpa: bool = True):
+                 rotary: str = "none", qkv_bias: bool = True, use_sdpa: bool = True, qk_norm: bool = False):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
@@ -144,6 +145,7 @@ class AxialMixer(nn.Module):
         self.scale = self.head_dim ** -0.5
         self.q = Linear(dim, dim, bias=qkv_bias)
         self.k = Linear(dim, dim, bias=qkv_bias)
+        self.q_norm, self.k_norm = qk_norms(self.head_dim, qk_norm)
         self.lce = DWConv(dim, 5) if lce else None
         self.proj = Linear(dim, dim)
         self.register_parameter("head_norm_weight", None)  # set by a subclass that normalises each head's output
@@ -184,11 +186,19 @@ class AxialMixer(nn.Module):
             return axis_geometry(h, h, False), axis_geometry(w, w, False)
         return axis_geometry(h, self.window_size, self.shift), axis_geometry(w, self.window_size, self.shift)
 
+    def project_qk(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q (scaled by d^-1/2) and k, (B, H, W, heads, d); with qk_norm, each head's q and k RMS-normalised first."""
+        b, h, w, _ = x.shape
+        heads, d = self.num_heads, self.head_dim
+        if self.q_norm is None:
+            return self.scaled_q(x).view(b, h, w, heads, d), self.k(x).view(b, h, w, heads, d)
+        q = self.q_norm(self.q(x).view(b, h, w, heads, d)) * self.scale
+        return q, self.k_norm(self.k(x).view(b, h, w, heads, d))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, c = x.shape
         heads, d = self.num_heads, self.head_dim
-        q = self.scaled_q(x).view(b, h, w, heads, d)
-        k = self.k(x).view(b, h, w, heads, d)
+        q, k = self.project_qk(x)
         v = self.value(x)
         gh, gw = self.geometry(h, w)
         tw = self.pass_tables(gw, "w", q.dtype, q.device)  # the width pass's decay, bias and masks
@@ -218,6 +228,31 @@ class AxialMixer(nn.Module):
         sin, cos = sin.view(h, w, 1, d), cos.view(h, w, 1, d)
         return kernels.rotate(q, sin, cos), kernels.rotate(k, sin, cos)
 
+    @torch.no_grad()
+    def health(self, x: torch.Tensor) -> HealthSums:
+        """Row entropy, peak weight and largest content logit of both passes (`layers.health`), from the plain math of
+        `pass_weights` on this block's input x (B, H, W, C); padding queries and masked keys are left out."""
+        b, h, w, _ = x.shape
+        q, k = self.project_qk(x)
+        gh, gw = self.geometry(h, w)
+        if self.rotary == "flat":
+            q, k = self.flat_rotary(q, k)
+        q, k = roll_and_pad(q, gh, gw), roll_and_pad(k, gh, gw)
+        real = torch.zeros(1, gh.padded, gw.padded, 1, 1, dtype=torch.bool, device=x.device)
+        real[:, :gh.length, :gw.length] = True
+        sums: HealthSums = {}
+        for geo, axis, layout in ((gw, "w", width_layout), (gh, "h", height_layout)):
+            t = self.pass_tables(geo, axis, q.dtype, q.device)
+            qa, ka = layout(q, geo), layout(k, geo)
+            if t.rotary is not None:
+                sin, cos = t.rotary
+                qa, ka = kernels.rotate(qa, sin, cos), kernels.rotate(ka, sin, cos)
+            weights = pass_weights(qa, ka, PassTables(t.add, t.mul), self.kind, self.sigmoid_norm)
+            allowed = broadcast_pass_table(cached_axis_allowed(geo, x.device).unsqueeze(0), axis)
+            rows = layout(real, geo).squeeze(-1)
+            add_sums(sums, row_health(weights, qa @ ka.transpose(-1, -2), allowed, rows))
+        return sums
+
     def gate_output(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return y
 
@@ -228,7 +263,16 @@ class AxialMixer(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, heads={self.num_heads}, window={self.window_size}, shift={self.shift}, "
-                f"decay=({self.decay_a}, {self.decay_b}), rotary={self.rotary!r}")
+                f"decay=({self.decay_a}, {self.decay_b}), rotary={self.rotary!r}"
+                + (", qk_norm=True" if self.q_norm is not None else ""))
+
+
+def qk_norms(head_dim: int, on: bool) -> tuple[nn.Module | None, nn.Module | None]:
+    """Per-head RMS norms of q and k with a learnable scale (ViT-22B's remedy for attention logits that grow without
+    bound at a high learning rate): the content logit is then bounded by the two scales times sqrt(d)."""
+    if not on:
+        return None, None
+    return nn.RMSNorm(head_dim, eps=1e-6), nn.RMSNorm(head_dim, eps=1e-6)
 
 
 def softmax_decay_tables(mixer: AxialMixer, geo, axis: str, dtype, device) -> PassTables:

@@ -11,6 +11,7 @@ import torch.nn as nn
 
 from ... import kernels
 from .._cache import cached
+from ..health import HealthSums, row_health
 from ..linear import Linear
 from ..windows import (axis_geometry, crop_and_unroll, roll_and_pad, window_allowed_2d, window_partition,
                        window_reverse)
@@ -38,24 +39,41 @@ class WindowMSA(nn.Module):
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def windows(self, x: torch.Tensor):
+        """q, k, v (B, nWin, heads, N, d) of the rolled, padded windows, their bias (relative position + mask) and
+        geometry."""
         b, h, w, c = x.shape
         gh = axis_geometry(h, self.window_size, self.shift)
         gw = axis_geometry(w, self.window_size, self.shift)
-        x = roll_and_pad(x, gh, gw)
-        win = window_partition(x, gh, gw)  # (B, nWin, N, C)
+        win = window_partition(roll_and_pad(x, gh, gw), gh, gw)  # (B, nWin, N, C)
         n = gh.window * gw.window
         qkv = self.qkv(win).view(b, -1, n, 3, self.num_heads, self.head_dim).permute(3, 0, 1, 4, 2, 5)
-        q, k, v = qkv.unbind(0)  # (B, nWin, heads, N, d)
+        q, k, v = qkv.unbind(0)
         idx = cached(("relpos_index", gh.window, gw.window, self.window_size, x.device),
                      lambda: relative_position_index(gh.window, gw.window, self.window_size, x.device))
         rel = self.relative_position_bias_table[idx.reshape(-1)].view(n, n, self.num_heads).permute(2, 0, 1)
         mask = cached(("swin_mask", gh, gw, x.dtype, x.device),
                       lambda: torch.where(window_allowed_2d(gh, gw, x.device), 0.0, NEG).to(x.dtype)[:, None])
-        y = kernels.attention(q, k, v, rel.to(q.dtype) + mask)
-        y = y.transpose(2, 3).reshape(b, -1, n, c)
+        return q, k, v, rel.to(q.dtype) + mask, gh, gw
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, h, w, c = x.shape
+        q, k, v, bias, gh, gw = self.windows(x)
+        y = kernels.attention(q, k, v, bias)
+        y = y.transpose(2, 3).reshape(b, -1, gh.window * gw.window, c)
         y = self.proj(y)
         return crop_and_unroll(window_reverse(y, gh, gw), gh, gw)
+
+    @torch.no_grad()
+    def health(self, x: torch.Tensor) -> HealthSums:
+        """Row entropy, peak weight and largest content logit (`layers.health`) of the window attention on input x."""
+        q, k, _, bias, gh, gw = self.windows(x)
+        content = (q * self.head_dim ** -0.5) @ k.transpose(-1, -2)
+        allowed = cached(("swin_allowed", gh, gw, x.device), lambda: window_allowed_2d(gh, gw, x.device)[:, None])
+        real = torch.zeros(gh.padded, gw.padded, 1, dtype=torch.bool, device=x.device)
+        real[:gh.length, :gw.length] = True
+        rows = window_partition(real.unsqueeze(0), gh, gw).squeeze(-1).unsqueeze(2)  # (1, nWin, 1, N)
+        return row_health(torch.softmax(content + bias, -1), content, allowed, rows)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, heads={self.num_heads}, window={self.window_size}, shift={self.shift}"

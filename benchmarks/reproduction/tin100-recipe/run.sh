@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# A sound shared recipe for the 100-class comparison (issue 34): a seeded peak-lr pilot at the ladder's rung 2
+# (converge-tin100-cpu --set epochs=2, 100 000 images per run), float32, with the warm-up given as a share of the
+# schedule (sched.warmup_frac=0.1, the published small-data ViT recipe's 10 of 100 epochs) so that it carries over to
+# the 6-epoch rung. Every run records its attention health (metrics.jsonl: entropy, largest content logit, G1 gate
+# per stage at every step record). One compare per peak lr, two seeds each:
+#   phase 1: the baseline rmt_nano at 5e-4, 1e-3 and 2e-3 (its best lr becomes the shared recipe's)
+#   phase 2: the same compares gain gated_swinrmt_retention_nano and gated_swinrmt_swat_nano (the rmt runs are done
+#            and are not trained again), so each family can also be read at its own best lr
+#
+#   nohup bash benchmarks/reproduction/tin100-recipe/run.sh > ~/swinrmt-runs/tin100-recipe.log 2>&1 &
+#
+# Each compare starts from a frozen checkout (run_detached.sh, revision in OUT/code-rev) and runs two one-thread jobs.
+# Records are collected into tin100-recipe/pilot/lr*/ every 10 minutes and when a compare ends (commit them); a
+# compare starting on a bare machine first restores the finished runs recorded there, so rerunning this resumes
+# whatever is unfinished.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(git -C "$HERE" rev-parse --show-toplevel)
+PY=${PYTHON:-$REPO/.venv/bin/python}
+RUNS=${RUNS:-$HOME/swinrmt-runs}
+DATA=${DATA:-/work/shared/data/tiny-imagenet-100.tar.gz}   # part of the protocol: keep it the same across resumes
+LRS=(5e-4 1e-3 2e-3)
+BASE=(rmt_nano)
+ALL=(rmt_nano gated_swinrmt_retention_nano gated_swinrmt_swat_nano)
+collect() { "$PY" "$HERE/../collect.py" "$1" "$2" > /dev/null 2>&1 || true; }  # nothing finished yet is not an error
+# Every compare of the pilot trains on one revision: the one checked out when the pilot first started.
+mkdir -p "$HERE/pilot"
+[ -f "$HERE/pilot/code-rev" ] || git -C "$REPO" rev-parse --short HEAD > "$HERE/pilot/code-rev"
+
+one() {  # one compare to its end: $1 = lr, the rest = models
+    local lr=$1; shift
+    local out="$RUNS/tin100-recipe-lr$lr" rec="$HERE/pilot/lr$lr"
+    running() { pgrep -f "swinrmt compare.*--out $out( |$)" > /dev/null; }
+    if running; then echo "lr $lr is already running: waiting for it"; else
+        if [ -f "$rec/code-rev" ] && [ -n "$(ls "$rec"/finished-runs/*/seed-*/result.json 2>/dev/null)" ]; then
+            "$PY" "$HERE/../collect.py" --restore "$rec" "$out" > /dev/null
+        fi
+        mkdir -p "$out"; [ -f "$out/code-rev" ] || cp "$HERE/pilot/code-rev" "$out/code-rev"
+        bash "$HERE/../run_detached.sh" "$out" -- --models "$@" --recipe converge-tin100-cpu --seeds 2 \
+            --data "$DATA" --jobs 2 --threads 2 --set epochs=2 precision=fp32 sched.warmup_epochs=0 \
+            sched.warmup_frac=0.1 "optim.lr=$lr"
+        sleep 5
+    fi
+    local n=0
+    while running; do
+        sleep 60
+        n=$((n + 1)); [ $((n % 10)) -ne 0 ] || collect "$out" "$rec"
+    done
+    collect "$out" "$rec"
+    grep -q "^| " "$out/report.md" 2>/dev/null || { echo "lr $lr left no report: see $out.log"; exit 1; }
+}
+for lr in "${LRS[@]}"; do one "$lr" "${BASE[@]}"; done
+for lr in "${LRS[@]}"; do one "$lr" "${ALL[@]}"; done
