@@ -196,3 +196,20 @@ def test_warmup_frac_is_the_same_share_of_any_budget():
         load_recipe("quick", ["sched.warmup_frac=0.1"])  # quick sets warmup_epochs: give one of the two
     with pytest.raises(ValueError, match="warmup_frac"):
         load_recipe("quick", ["sched.warmup_epochs=0", "sched.warmup_frac=1.5"])
+
+
+# -- 2-D attention inside the window (Retention, decompose=False per stage) -------------------------------------------
+def test_retention_2d_last_stages_train_every_parameter_at_any_size_and_in_bf16_and_swat_refuses():
+    name = "gated_swinrmt_retention_nano"
+    plain = swinrmt.create_model(name, num_classes=10, img_size=64)
+    two_d = swinrmt.create_model(name, num_classes=10, img_size=64, decompose=(True, True, False, False))
+    assert plain.state_dict().keys() == two_d.state_dict().keys()  # the same weights, another attention
+    assert [type(b.mixer).__name__ for s in two_d.stages for b in s.blocks][-6:] == ["Retention2dMixer"] * 6
+    x = torch.randn(2, 3, 40, 56)
+    two_d(x).pow(2).mean().backward()
+    missing = [n for n, p in two_d.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing, missing
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.isfinite(two_d(x).float()).all()
+    with pytest.raises(ValueError, match="Retention mixer only"):
+        swinrmt.create_model("gated_swinrmt_swat_nano", decompose=(True, True, False, False))

@@ -112,3 +112,17 @@ def window_reverse(x: torch.Tensor, gh: AxisGeometry, gw: AxisGeometry) -> torch
     b, c = x.shape[0], x.shape[-1]
     x = x.view(b, gh.num_windows, gw.num_windows, gh.window, gw.window, c)
     return x.permute(0, 1, 3, 2, 4, 5).reshape(b, gh.padded, gw.padded, c)
+
+
+def window_heads(x: torch.Tensor, gh: AxisGeometry, gw: AxisGeometry, heads: int) -> torch.Tensor:
+    """(B, H, W, heads*d) -> (B, nWin, heads, Mh*Mw, d): rolled, padded and cut into windows, one sequence per head."""
+    win = window_partition(roll_and_pad(x, gh, gw), gh, gw)
+    b, nwin, n, c = win.shape
+    return win.view(b, nwin, n, heads, c // heads).transpose(2, 3)
+
+
+def real_window_queries(gh: AxisGeometry, gw: AxisGeometry, device: torch.device | None = None) -> torch.Tensor:
+    """(nWin, 1, Mh*Mw) bool: which window positions hold a real token (not padding)."""
+    real = torch.zeros(1, gh.padded, gw.padded, 1, dtype=torch.bool, device=device)
+    real[:, :gh.length, :gw.length] = True
+    return window_partition(real, gh, gw)[0, :, :, 0].unsqueeze(1)

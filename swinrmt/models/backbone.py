@@ -18,7 +18,7 @@ from ..layers.conv import ConvDownsample, ConvStem, DWConv
 from ..layers.drop import DropPath, LayerScale
 from ..layers.ffn import ConvFFN
 from ..layers.linear import Linear
-from ..layers.mixers import AxialMixer, MaSA2d, MaSADecomposed, RetentionMixer, SwatMixer
+from ..layers.mixers import AxialMixer, MaSA2d, MaSADecomposed, Retention2dMixer, RetentionMixer, SwatMixer
 from ..layers.options import check_choice
 
 MIXERS = ("masa", "retention", "swat")
@@ -255,7 +255,10 @@ class RMTBackbone(BackboneAPI):
             if opts.pop("learnable_decay", False):
                 raise ValueError("learnable_decay is not supported by RMT's full 2-D MaSA stages")
             return MaSA2d(dim, heads, decay_a=a, decay_b=b, **opts)
-        cls = RetentionMixer if mixer == "retention" else SwatMixer
+        if not decompose and mixer == "swat":
+            raise ValueError("decompose=False (2-D attention inside the window) is an option of the Retention mixer "
+                             "only; SWAT's passes are 1-D")
+        cls = SwatMixer if mixer == "swat" else RetentionMixer if decompose else Retention2dMixer
         return cls(dim, heads, window_size=self.window_size, shift=shift, decay_a=a, decay_b=b, **options)
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:

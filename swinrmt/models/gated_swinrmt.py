@@ -14,7 +14,8 @@ from .rmt import PAPER_INPUT, SMALL_INPUT, build
 
 
 def _gated(mixer: str, size: str, **kwargs: Any) -> RMTBackbone:
-    kwargs.setdefault("decompose", (True,) * 4)  # unused by windowed mixers; set so the config reads truthfully
+    # Width-then-height passes in every stage; Retention takes decompose=False per stage for 2-D window attention.
+    kwargs.setdefault("decompose", (True,) * 4)
     return build(mixer, size, **kwargs)
 
 

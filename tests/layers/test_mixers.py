@@ -4,7 +4,7 @@ import torch
 
 from swinrmt.layers import _cache
 from swinrmt.layers.decay import balanced_alibi_slopes
-from swinrmt.layers.mixers import MaSA2d, MaSADecomposed, RetentionMixer, SwatMixer, WindowMSA
+from swinrmt.layers.mixers import MaSA2d, MaSADecomposed, Retention2dMixer, RetentionMixer, SwatMixer, WindowMSA
 
 from tests.reference import decomposed_retention, full_2d_retention
 
@@ -188,3 +188,37 @@ def test_invalid_retention_options(kw, msg):
 def test_invalid_swat_options(kw, msg):
     with pytest.raises(ValueError, match=msg):
         SwatMixer(16, 2, **kw)
+
+
+def test_retention_2d_one_window_equals_rmt_full_2d_reference():
+    """decompose=False: full 2-D attention inside the window; one window without shift is RMT's 2-D MaSA (+ LCE)."""
+    m = Retention2dMixer(16, 2, window_size=8, shift=True, gate="none").double()  # 5x6 map: one window, no shift
+    x = torch.randn(2, 5, 6, 16, dtype=torch.float64)
+    q, k, v = m.q(x), m.k(x), m.value(x)
+    core = torch.stack([full_2d_retention(q[i], k[i], v[i], 2) for i in range(2)])
+    assert torch.allclose(m(x), _finish(m, core, x, v), atol=1e-10)
+
+
+def test_retention_2d_windows_do_not_leak_and_padding_is_never_a_key():
+    m = Retention2dMixer(16, 2, window_size=4, shift=False, gate="elementwise", lce=False).double()
+    x = torch.randn(1, 7, 10, 16, dtype=torch.float64)
+    y = m(x)
+    for r0 in range(0, 7, 4):
+        for c0 in range(0, 10, 4):
+            xs = x[:, r0:r0 + 4, c0:c0 + 4]
+            q, k, v = m.q(xs), m.k(xs), m.value(xs)
+            ref = _finish(m, full_2d_retention(q[0], k[0], v[0], 2)[None], xs, v)
+            assert torch.allclose(y[:, r0:r0 + 4, c0:c0 + 4], ref, atol=1e-10), (r0, c0)
+
+
+def test_retention_2d_shifted_window_equals_the_unshifted_one_on_the_rolled_map_where_no_region_is_cut():
+    """A shift of 2 on an 8x8 map: rolling the input by -2 and attending without shift gives the same output on the
+    tokens whose window holds a single region (the interior windows), rolled back."""
+    shifted = Retention2dMixer(16, 2, window_size=4, shift=True, gate="none", lce=False).double()
+    plain = Retention2dMixer(16, 2, window_size=4, shift=False, gate="none", lce=False).double()
+    plain.load_state_dict(shifted.state_dict())
+    x = torch.randn(1, 8, 8, 16, dtype=torch.float64)
+    y = torch.roll(shifted(x), (-2, -2), (1, 2))
+    ref = plain(torch.roll(x, (-2, -2), (1, 2)))
+    assert torch.allclose(y[:, :4, :4], ref[:, :4, :4], atol=1e-10)  # window (0, 0) of the rolled map: one region
+    assert not torch.allclose(y[:, 4:, 4:], ref[:, 4:, 4:], atol=1e-6)  # the wrapped corner is masked by region

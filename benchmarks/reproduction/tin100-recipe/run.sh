@@ -7,6 +7,10 @@
 #   phase 1: the baseline rmt_nano at 5e-4, 1e-3 and 2e-3 (its best lr becomes the shared recipe's)
 #   phase 2: the same compares gain gated_swinrmt_retention_nano and gated_swinrmt_swat_nano (the rmt runs are done
 #            and are not trained again), so each family can also be read at its own best lr
+#   phase 3, the diagnosis of Retention's stall at 2e-3: the lr2e-3 compare gains Retention with q/k norm
+#            (qk_norm=true), with RMT's rotary code (rotary=flat) and with 2-D attention inside the window in stages
+#            3-4 (decompose=[true,true,false,false], RMT-T's layout); a fifth compare, warm0.3, runs Retention at 2e-3
+#            with three times the warm-up (sched.warmup_frac=0.3). The lower-lr arms are phase 2's.
 #
 #   nohup bash benchmarks/reproduction/tin100-recipe/run.sh > ~/swinrmt-runs/tin100-recipe.log 2>&1 &
 #
@@ -14,7 +18,7 @@
 # Records are collected into tin100-recipe/pilot/lr*/ every 10 minutes and when a compare ends (commit them); a
 # compare starting on a bare machine first restores the finished runs recorded there, so rerunning this resumes
 # whatever is unfinished.
-set -euo pipefail
+set -euo pipefail -f  # -f: no globbing, the model specs hold [brackets]
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(git -C "$HERE" rev-parse --show-toplevel)
 PY=${PYTHON:-$REPO/.venv/bin/python}
@@ -28,18 +32,19 @@ collect() { "$PY" "$HERE/../collect.py" "$1" "$2" > /dev/null 2>&1 || true; }  #
 mkdir -p "$HERE/pilot"
 [ -f "$HERE/pilot/code-rev" ] || git -C "$REPO" rev-parse --short HEAD > "$HERE/pilot/code-rev"
 
-one() {  # one compare to its end: $1 = lr, the rest = models
-    local lr=$1; shift
-    local out="$RUNS/tin100-recipe-lr$lr" rec="$HERE/pilot/lr$lr"
+one() {  # one compare to its end: $1 = its name (lr<peak lr> or warm0.3), the rest = models
+    local name=$1; shift
+    local lr=2e-3 frac=0.3 out="$RUNS/tin100-recipe-$name" rec="$HERE/pilot/$name"
+    [ "${name#lr}" = "$name" ] || { lr=${name#lr}; frac=0.1; }
     running() { pgrep -f "swinrmt compare.*--out $out( |$)" > /dev/null; }
-    if running; then echo "lr $lr is already running: waiting for it"; else
-        if [ -f "$rec/code-rev" ] && [ -n "$(ls "$rec"/finished-runs/*/seed-*/result.json 2>/dev/null)" ]; then
+    if running; then echo "$name is already running: waiting for it"; else
+        if [ -f "$rec/code-rev" ] && [ -n "$(find "$rec/finished-runs" -name result.json 2>/dev/null)" ]; then
             "$PY" "$HERE/../collect.py" --restore "$rec" "$out" > /dev/null
         fi
         mkdir -p "$out"; [ -f "$out/code-rev" ] || cp "$HERE/pilot/code-rev" "$out/code-rev"
         bash "$HERE/../run_detached.sh" "$out" -- --models "$@" --recipe converge-tin100-cpu --seeds 2 \
             --data "$DATA" --jobs 2 --threads 2 --set epochs=2 precision=fp32 sched.warmup_epochs=0 \
-            sched.warmup_frac=0.1 "optim.lr=$lr"
+            "sched.warmup_frac=$frac" "optim.lr=$lr"
         sleep 5
     fi
     local n=0
@@ -48,7 +53,10 @@ one() {  # one compare to its end: $1 = lr, the rest = models
         n=$((n + 1)); [ $((n % 10)) -ne 0 ] || collect "$out" "$rec"
     done
     collect "$out" "$rec"
-    grep -q "^| " "$out/report.md" 2>/dev/null || { echo "lr $lr left no report: see $out.log"; exit 1; }
+    grep -q "^| " "$out/report.md" 2>/dev/null || { echo "$name left no report: see $out.log"; exit 1; }
 }
-for lr in "${LRS[@]}"; do one "$lr" "${BASE[@]}"; done
-for lr in "${LRS[@]}"; do one "$lr" "${ALL[@]}"; done
+T=gated_swinrmt_retention_nano
+for lr in "${LRS[@]}"; do one "lr$lr" "${BASE[@]}"; done
+for lr in "${LRS[@]}"; do one "lr$lr" "${ALL[@]}"; done
+one lr2e-3 "${ALL[@]}" "$T[qk_norm=true]" "$T[rotary=flat]" "$T[decompose=[true,true,false,false]]"
+one warm0.3 "$T"

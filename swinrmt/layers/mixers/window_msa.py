@@ -13,8 +13,8 @@ from ... import kernels
 from .._cache import cached
 from ..health import HealthSums, row_health
 from ..linear import Linear
-from ..windows import (axis_geometry, crop_and_unroll, roll_and_pad, window_allowed_2d, window_partition,
-                       window_reverse)
+from ..windows import (axis_geometry, crop_and_unroll, real_window_queries, roll_and_pad, window_allowed_2d,
+                       window_partition, window_reverse)
 from .axial import NEG
 
 
@@ -69,11 +69,8 @@ class WindowMSA(nn.Module):
         """Row entropy, peak weight and largest content logit (`layers.health`) of the window attention on input x."""
         q, k, _, bias, gh, gw = self.windows(x)
         content = (q * self.head_dim ** -0.5) @ k.transpose(-1, -2)
-        allowed = cached(("swin_allowed", gh, gw, x.device), lambda: window_allowed_2d(gh, gw, x.device)[:, None])
-        real = torch.zeros(gh.padded, gw.padded, 1, dtype=torch.bool, device=x.device)
-        real[:gh.length, :gw.length] = True
-        rows = window_partition(real.unsqueeze(0), gh, gw).squeeze(-1).unsqueeze(2)  # (1, nWin, 1, N)
-        return row_health(torch.softmax(content + bias, -1), content, allowed, rows)
+        allowed = cached(("window_allowed_2d", gh, gw, x.device), lambda: window_allowed_2d(gh, gw, x.device)[:, None])
+        return row_health(torch.softmax(content + bias, -1), content, allowed, real_window_queries(gh, gw, x.device))
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, heads={self.num_heads}, window={self.window_size}, shift={self.shift}"
