@@ -75,3 +75,18 @@ def test_folders_of_another_protocol_and_non_folders_are_refused(tmp_path: Path)
         lp.main([str(a), str(b)])
     with pytest.raises(SystemExit, match="not a compare folder"):
         lp.main([str(tmp_path)])
+
+
+def test_best_lr_waits_for_a_complete_grid(tmp_path: Path, capsys):
+    lp = _module()
+    a = _compare(tmp_path, 1e-3, {("rmt_nano", 0): (20.0, FALLING), ("rmt_nano", 1): (22.0, FALLING)})
+    b = _compare(tmp_path, 2e-3, {("rmt_nano", 0): (23.0, FALLING)})
+    with pytest.raises(SystemExit, match="0.001: 2, 0.002: 1"):
+        lp.main([str(a), str(b), "--best", "rmt_nano"])
+    run = b / "finished-runs" / "rmt_nano" / "seed-0"
+    (b / "finished-runs" / "rmt_nano" / "seed-1").mkdir()
+    for name in ("metrics.jsonl", "result.json"):
+        text = (run / name).read_text()
+        (b / "finished-runs" / "rmt_nano" / "seed-1" / name).write_text(text.replace('"seed": 0', '"seed": 1'))
+    lp.main([str(a), str(b), "--best", "rmt_nano"])
+    assert capsys.readouterr().out.strip() == "0.002"  # 23.0 against 21.0

@@ -2,6 +2,7 @@
 rose through the peak-lr phase, and the attention health at its worst.
 
     python benchmarks/reproduction/lr_pilot.py FOLDER [FOLDER ...] [--baseline rmt_nano] [--window 3]
+    python benchmarks/reproduction/lr_pilot.py FOLDER [FOLDER ...] --best rmt_nano     # prints that model's best lr
 
 Each FOLDER is one `swinrmt compare` of the pilot (one peak lr, read from its compare.json), live (`runs/`) or
 collected (`finished-runs/`). Printed as Markdown: one table of raw top-1 (mean ± std over seeds, n) per model and
@@ -64,6 +65,19 @@ def _f(x: float | None, fmt: str) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
 
 
+def best_lr(folders: list[Path], label: str) -> float:
+    """The peak lr at which `label` has the highest mean raw top-1 (every lr must hold the same number of its seeds,
+    so that an unfinished pilot cannot choose)."""
+    found: dict[float, list[float]] = {}
+    for lr, _, runs in (read_folder(f) for f in folders):
+        found.setdefault(lr, []).extend(r["test_top1"] for r in runs if r["label"] == label)
+    counts = {len(v) for v in found.values()}
+    if not found or 0 in counts or len(counts) > 1:
+        raise SystemExit(f"--best {label}: not every lr has the same number of finished runs of it "
+                         f"({', '.join(f'{lr:g}: {len(v)}' for lr, v in sorted(found.items()))})")
+    return max(found, key=lambda lr: sum(found[lr]) / len(found[lr]))
+
+
 def table(folders: list[Path], baseline: str, window: int = 3) -> str:
     data = [read_folder(f, window) for f in folders]
     ref = {k: v for k, v in _flat(data[0][1]).items() if k not in IGNORED}
@@ -108,6 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folders", nargs="+", type=Path)
     ap.add_argument("--baseline", default="rmt_nano", help="the label listed first (its best lr sets the recipe)")
+    ap.add_argument("--best", metavar="LABEL", help="print only the peak lr with LABEL's best mean top-1")
     ap.add_argument("--window", type=int, default=3, help="step records per window of the loss-rise check")
     args = ap.parse_args(argv)
     if args.window < 1:
@@ -115,6 +130,9 @@ def main(argv: list[str] | None = None) -> None:
     for f in args.folders:
         if not (f / "compare.json").is_file():
             raise SystemExit(f"{f} is not a compare folder (no compare.json)")
+    if args.best:
+        print(f"{best_lr(args.folders, args.best):g}")
+        return
     print(table(args.folders, args.baseline, args.window))
 
 
