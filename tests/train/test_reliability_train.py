@@ -1,0 +1,114 @@
+"""Issue 38, training side: divergence stops a run, a run directory has one writer, a resume keeps the protocol and
+refuses a damaged checkpoint, a full disk is one line, stale temp files go, files follow the umask. Each test failed
+on the code before the fix (docs/reliability.md)."""
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from swinrmt.atomic import exclusive
+from swinrmt.train import train
+from swinrmt.train.checkpoint import load_checkpoint
+from swinrmt.train.recipe import load_recipe
+from train_tiny_model import tiny_overrides
+
+HERE = Path(__file__).parent
+
+
+def _one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_a_diverged_run_stops_naming_the_step_and_writes_no_checkpoint(cli, tmp_path):
+    out = tmp_path / "run"
+    rc, stdout, err = cli("train", "--out", str(out), "--no-progress", "--set",
+                          *tiny_overrides(**{"optim.lr": "1e30", "log_every_steps": 3}))
+    assert rc == 2, (stdout, err)
+    line = _one_line(err)
+    assert "not finite" in line and "step" in line, line
+    assert "test top-1" not in stdout
+    assert not (out / "checkpoints" / "last.safetensors").exists()
+    assert not (out / "checkpoints" / "best.safetensors").exists()
+
+
+def test_non_finite_recipe_values_are_rejected():
+    for bad in ("optim.lr=.inf", "optim.lr=.nan", "optim.clip_grad_norm=.inf", "sched.min_lr=.nan"):
+        with pytest.raises(ValueError, match="finite"):
+            load_recipe("quick", [bad])
+
+
+def test_a_byte_flipped_checkpoint_is_refused_on_resume(cli, tmp_path):
+    out = tmp_path / "run"
+    train(load_recipe("quick", tiny_overrides(epochs=1)), out, progress=False)
+    last = out / "checkpoints" / "last.safetensors"
+    data = bytearray(last.read_bytes())
+    data[len(data) - 200] ^= 0x10  # a tensor byte: the file still opens
+    last.write_bytes(bytes(data))
+    rc, _, err = cli("train", "--resume", str(out), "--epochs", "2", "--no-progress")
+    assert rc == 2, err
+    assert "checksum" in _one_line(err)
+
+
+def test_a_second_training_into_a_locked_run_directory_is_refused(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    with exclusive(out, ".swinrmt-train.lock", "training"):  # what a running `swinrmt train --out run` holds
+        with pytest.raises(ValueError, match="another training is running"):
+            train(load_recipe("quick", tiny_overrides(epochs=1, seed=1)), out, progress=False)
+    assert not (out / "config.yaml").exists()
+    train(load_recipe("quick", tiny_overrides(epochs=1)), out, progress=False)  # the lock is free again
+
+
+def test_a_resume_that_would_change_the_protocol_is_refused(cli, tmp_path):
+    out = tmp_path / "run"
+    train(load_recipe("quick", tiny_overrides(epochs=1)), out, progress=False)
+    before = (out / "config.yaml").read_text()
+    rc, _, err = cli("train", "--resume", str(out), "--no-progress", "--set", "batch_size=16")
+    assert rc == 2, err
+    assert "batch_size" in _one_line(err)
+    assert (out / "config.yaml").read_text() == before
+    rc, _, err = cli("train", "--resume", str(out), "--no-progress", "--set", "data.num_workers=0")
+    assert rc == 0, err  # how it runs, not what it trains: allowed
+    assert yaml.safe_load((out / "config.yaml").read_text())["batch_size"] == 8
+
+
+def test_stale_temp_files_are_removed_and_files_follow_the_umask(tmp_path):
+    out = tmp_path / "run"
+    old = os.umask(0o022)
+    try:
+        train(load_recipe("quick", tiny_overrides(epochs=1)), out, progress=False)
+        for name in ("config.yaml", "eval.json", "checkpoints/last.safetensors"):
+            assert (out / name).stat().st_mode & 0o777 == 0o644, name
+        stale = out / "checkpoints" / ".last.safetensors.abc123.tmp"  # what a kill during a write leaves
+        stale.write_bytes(b"x" * 1000)
+        train(None, out, resume=True, progress=False)
+        assert not stale.exists()
+    finally:
+        os.umask(old)
+
+
+def _limit_file_size() -> None:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, like a full disk
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_line(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, str(HERE / "run_cli.py"), "train", "--out", str(out), "--no-progress",
+                           "--set", *tiny_overrides(epochs=1)], preexec_fn=_limit_file_size, capture_output=True,
+                          text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1",
+                               "PYTHONPATH": os.pathsep.join([str(HERE.parent.parent), os.environ.get("PYTHONPATH", "")])})
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    line = _one_line(proc.stderr)
+    assert "checkpoint" in line and "large" in line, line
+    assert [p.name for p in (out / "checkpoints").iterdir()] == []  # no temp file left
