@@ -118,6 +118,12 @@ class Checkpoint:
         with safe_open(str(self.path), framework="pt", device="cpu") as f:
             return {k[len(head):]: f.get_tensor(k) for k in self.keys if k.startswith(head)}
 
+    def shapes(self, prefix: str) -> dict[str, tuple[int, ...]]:
+        """Shapes of the tensors under `prefix.` from the file's header: nothing is read or allocated."""
+        head = prefix + "."
+        with safe_open(str(self.path), framework="pt", device="cpu") as f:
+            return {k[len(head):]: tuple(f.get_slice(k).get_shape()) for k in self.keys if k.startswith(head)}
+
     def has(self, prefix: str) -> bool:
         return any(k.startswith(prefix + ".") for k in self.keys)
 

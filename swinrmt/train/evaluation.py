@@ -17,6 +17,18 @@ from .metrics import EvalAccumulator, plot_confusion
 from .recipe import Recipe
 
 
+def check_model_metadata(spec: Any, shapes: dict[str, tuple[int, ...]], path: str | Path) -> None:
+    """A checkpoint's model spec is untrusted input: bounded, then built on the meta device and matched against the
+    weights' shapes, all before any parameter is allocated (a tampered spec would otherwise allocate gigabytes)."""
+    from ..registry import check_fits_on_meta, check_untrusted_spec
+
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise ValueError(f"{path}: checkpoint metadata has no model spec")
+    check_untrusted_spec(spec.get("num_classes"), spec.get("img_size"), spec.get("in_chans"), spec.get("overrides"),
+                         str(path))
+    check_fits_on_meta(lambda: build_model(spec, 0.0, 0), shapes, str(path))
+
+
 @torch.no_grad()
 def run_evaluation(model: nn.Module, loader: Any, num_classes: int, device: torch.device, precision: str,
                    desc: str = "eval", progress: bool = False) -> EvalAccumulator:
@@ -60,6 +72,8 @@ def evaluate(checkpoint: str | Path, *, data: str | None = None, root: str | Non
         if use_ema and not ckpt.has("ema"):
             raise ValueError(f"checkpoint {path} has no EMA weights "
                              "(train with ema.enabled=true, or use --weights model)")
+        prefix = "ema" if use_ema else "model"
+        check_model_metadata(spec, ckpt.shapes(prefix), path)
         net = build_model(spec, 0.0, recipe.seed)
         load_weights(net, ckpt.tensors("ema" if use_ema else "model"), spec, spec, path)
         net.to(dist_info.device)

@@ -112,3 +112,79 @@ def test_a_full_disk_at_a_checkpoint_is_one_line(tmp_path):
     line = _one_line(proc.stderr)
     assert "checkpoint" in line and "large" in line, line
     assert [p.name for p in (out / "checkpoints").iterdir()] == []  # no temp file left
+
+
+def _tampered(tmp_path: Path, run: Path, **spec_changes) -> Path:
+    """A copy of the run's checkpoint whose metadata describes another model (what an attacker would write)."""
+    from swinrmt.train.checkpoint import save_checkpoint
+
+    ck = load_checkpoint(run / "checkpoints" / "last.safetensors")
+    meta = dict(ck.meta)
+    meta["model"] = {**meta["model"], **spec_changes}
+    out = tmp_path / f"tampered-{len(list(tmp_path.iterdir()))}.safetensors"
+    save_checkpoint(out, model=ck.tensors("model"), meta=meta)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tiny") / "run"
+    train(load_recipe("quick", tiny_overrides(epochs=1)), out, progress=False)
+    return out
+
+
+def test_tampered_checkpoint_metadata_is_refused_before_any_allocation(cli, tmp_path, tiny_run, monkeypatch):
+    import torch
+
+    import swinrmt.train.evaluation as ev
+
+    real_builds = []
+    build = ev.build_model
+
+    def guarded(spec, *a, **k):
+        if torch.empty(0).device.type != "meta":  # a real build: parameters allocated
+            real_builds.append(spec["num_classes"])
+            if spec["num_classes"] != 10:
+                raise AssertionError(f"built {spec['num_classes']} classes for real")
+        return build(spec, *a, **k)
+
+    monkeypatch.setattr(ev, "build_model", guarded)
+    for changes, words in (({"num_classes": 1_500_000}, ("num_classes", "1500000")),
+                           ({"num_classes": 3_000_000_000}, ("num_classes", "3000000000")),
+                           ({"num_classes": 100_000}, ("do not fit", "head.weight")),
+                           ({"overrides": {"dim": 70_000}}, ("dim=70000",))):
+        path = _tampered(tmp_path, tiny_run, **changes)
+        rc, _, err = cli("eval", "--checkpoint", str(path), "--no-progress")
+        assert rc == 2, err
+        line = _one_line(err)
+        for w in words:
+            assert w in line, (w, line)
+    assert real_builds == []
+
+
+def test_tampered_config_json_is_refused_before_any_allocation(tmp_path, monkeypatch):
+    import json
+
+    import torch
+
+    import swinrmt
+    import swinrmt.hub as hub
+
+    model = swinrmt.create_model("rmt_nano", num_classes=10, img_size=32)
+    model.save_pretrained(str(tmp_path / "m"))
+    build = hub.build_from_config
+
+    def guarded(cfg, **k):
+        if torch.empty(0).device.type != "meta":
+            raise AssertionError(f"built {cfg} for real")
+        return build(cfg, **k)
+
+    monkeypatch.setattr(hub, "build_from_config", guarded)
+    cfg_path = tmp_path / "m" / "config.json"
+    good = json.loads(cfg_path.read_text())
+    for changes, pattern in (({"num_classes": 3_000_000_000}, "num_classes"),
+                             ({"num_classes": 500}, "do not fit"),
+                             ({"overrides": {**good.get("overrides", {}), "depths": [100_000, 1, 1, 1]}}, "depths")):
+        cfg_path.write_text(json.dumps({**good, **changes}))
+        with pytest.raises(ValueError, match=pattern):
+            swinrmt.from_pretrained(str(tmp_path / "m"))
