@@ -50,11 +50,12 @@ def run_evaluation(model: nn.Module, loader: Any, num_classes: int, device: torc
 def evaluate(checkpoint: str | Path, *, data: str | None = None, root: str | None = None, split: str | None = None,
              weights: str = "auto", which: str = "best", model: str | None = None, batch_size: int | None = None,
              limit: int | None = None, on_corrupt: str | None = None, num_workers: int = 0, device: str = "auto",
-             out_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+             out_dir: str | Path | None = None, progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
     """Evaluate a checkpoint (file or run directory) on a dataset split (default: the run's own test split).
 
     `weights`: "auto" (EMA when the checkpoint has it), "ema" or "model". Writes `<stem>.json` and a confusion
-    matrix PNG to `out_dir` (default: `<run>/eval/`) and returns the report.
+    matrix PNG to `out_dir` (default: `<run>/eval/`) and returns the report. The name says what was evaluated
+    (checkpoint, weights, data, split and any `--limit`); an existing report is replaced only with `overwrite`.
     """
     if weights not in ("auto", "ema", "model"):
         raise ValueError(f"weights must be auto, ema or model, got {weights!r}")
@@ -102,6 +103,11 @@ def evaluate(checkpoint: str | Path, *, data: str | None = None, root: str | Non
             out_dir = Path(out_dir)
             out_dir.mkdir(parents=True, exist_ok=True)
             stem = f"{path.stem}-{report['weights']}-{Path(name.rstrip('/')).name.split('.')[0]}-{split}"
+            if limit:
+                stem += f"-limit{limit}"
+            if (out_dir / f"{stem}.json").exists() and not overwrite:
+                raise ValueError(f"{out_dir / f'{stem}.json'} exists (an earlier evaluation); pass --overwrite to "
+                                 "replace it, or choose another --out")
             write_json(out_dir / f"{stem}.json", report)
             plot_confusion(report["confusion_matrix"], classes, out_dir / f"{stem}-confusion.png")
             report["json_path"] = str(out_dir / f"{stem}.json")

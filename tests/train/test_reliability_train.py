@@ -188,3 +188,54 @@ def test_tampered_config_json_is_refused_before_any_allocation(tmp_path, monkeyp
         cfg_path.write_text(json.dumps({**good, **changes}))
         with pytest.raises(ValueError, match=pattern):
             swinrmt.from_pretrained(str(tmp_path / "m"))
+
+
+def test_compare_does_not_replace_a_users_own_files(tmp_path):
+    from swinrmt import compare as C
+
+    out = tmp_path / "U"
+    out.mkdir()
+    (out / "report.md").write_text("my notes")
+    (out / "runs.csv").write_text("my,table\n")
+    args = dict(seeds=[0], recipe_overrides=tiny_overrides(epochs=1), progress=False)
+    with pytest.raises(ValueError, match="report.md exists and is not a file swinrmt compare wrote"):
+        C.compare(["train_test_tiny"], "quick", out, **args)
+    assert (out / "report.md").read_text() == "my notes" and (out / "runs.csv").read_text() == "my,table\n"
+    assert not (out / "runs").exists()  # refused before training
+    C.compare(["train_test_tiny"], "quick", out, report="tiny.md", **{**args, "recipe_overrides": args[
+        "recipe_overrides"]}, overwrite=True)  # runs.csv is replaced only with overwrite
+    assert (out / "report.md").read_text() == "my notes"
+    C.compare(["train_test_tiny"], "quick", out, report="tiny.md", **args)  # its own files: replaced freely
+
+
+def test_compare_marks_a_nan_run_failed_and_names_a_garbage_result(tmp_path):
+    import json
+
+    from swinrmt import compare as C
+
+    out = tmp_path / "c"
+    C.compare(["train_test_tiny"], "quick", out, seeds=[0, 1], recipe_overrides=tiny_overrides(epochs=1),
+              progress=False)
+    res = out / "runs" / "train_test_tiny" / "seed-1" / "result.json"
+    row = json.loads(res.read_text())
+    res.write_text(json.dumps({**row, "test_top1": float("nan"), "test_ema_top1": None}))  # what a NaN run wrote
+    rep = C.write_report(out)
+    assert rep["summary"][0]["seeds"] == [0] and len(rep["failed"]) == 1
+    assert "Failed runs" in (out / "report.md").read_text() and "seed 1" in (out / "report.md").read_text()
+    res.write_text("{garbage")
+    with pytest.raises(ValueError, match=r"seed-1/result.json: unreadable run result"):
+        C.write_report(out)
+
+
+def test_a_second_evaluation_does_not_replace_the_first(cli, tmp_path, tiny_run):
+    first = cli("eval", "--checkpoint", str(tiny_run), "--out", str(tmp_path), "--no-progress")
+    assert first[0] == 0, first[2]
+    (report,) = tmp_path.glob("*.json")
+    before = report.read_text()
+    rc, _, err = cli("eval", "--checkpoint", str(tiny_run), "--out", str(tmp_path), "--no-progress", "--limit", "10")
+    assert report.read_text() == before
+    assert rc == 0 and len(list(tmp_path.glob("*.json"))) == 2, err  # its own name: the subset is in it
+    rc, _, err = cli("eval", "--checkpoint", str(tiny_run), "--out", str(tmp_path), "--no-progress")
+    assert rc == 2 and "--overwrite" in _one_line(err) and report.read_text() == before
+    rc, _, err = cli("eval", "--checkpoint", str(tiny_run), "--out", str(tmp_path), "--no-progress", "--overwrite")
+    assert rc == 0, err
