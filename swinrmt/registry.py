@@ -112,7 +112,13 @@ def create_model(
         "in_chans": cfg["in_chans"] if in_chans is None else in_chans,
     }
     kwargs.update(overrides)  # the model's constructor names any option it does not take
-    model = entry.builder(**kwargs)
+    try:
+        model = entry.builder(**kwargs)
+    except TypeError as exc:  # e.g. embed_dims="foo" fails deep inside as "unsupported operand type(s) for //"
+        if not overrides:
+            raise
+        opts = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
+        raise TypeError(f"model {name!r} cannot be built with options {opts}: {exc}") from None
     model.default_cfg = {**cfg, **{k: kwargs[k] for k in ("num_classes", "img_size", "in_chans")}}
     model.pretrained_cfg = model.default_cfg
     model.model_name = name

@@ -46,3 +46,22 @@ def test_bench_with_an_empty_batch_is_one_line():
                           env=_env(), timeout=300)
     err = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(err) == 1 and "--batch" in err[0], (proc.returncode, proc.stderr[-2000:])
+
+
+def test_bad_input_is_one_line_that_names_it(tmp_path, capsys):
+    from swinrmt.cli import main
+
+    def _cli(*argv: str) -> tuple[int, list[str]]:
+        rc = main(list(argv))
+        return rc, capsys.readouterr().err.strip().splitlines()
+
+    rc, err = _cli("export", "--model", "rmt_nano", "--format", "onnx", "--input-size", "0", "-5",
+                   "--out", str(tmp_path / "m.onnx"))
+    assert rc == 2 and len(err) == 1 and "--input-size" in err[0], err
+    afile = tmp_path / "a.txt"
+    afile.write_text("x")
+    rc, err = _cli("ladder", str(afile), "--out", str(tmp_path / "l"))
+    assert rc == 2 and len(err) == 1 and "a.txt" in err[0], err
+    rc, err = _cli("train", "--out", str(tmp_path / "r"), "--no-progress", "--set", "model.name=rmt_nano",
+                   "model.overrides.embed_dims=foo", "data.limit_train=32", "data.limit_test=8", "epochs=1")
+    assert rc == 2 and len(err) == 1 and "embed_dims='foo'" in err[0], err
