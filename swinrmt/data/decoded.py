@@ -109,7 +109,7 @@ def _reserve(path: Path) -> None:
     try:
         os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise NoSpaceError(exc.errno, f"no space for {os.fstat(fd).st_size / 1e6:.0f} MB in {path.parent.parent}")
         if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
             raise
@@ -203,7 +203,7 @@ def decoded(ds: ClassificationDataset) -> ClassificationDataset:
         try:
             _build(ds, d)
         except OSError as exc:
-            if not (isinstance(exc, NoSpaceError) or exc.errno in (errno.ENOSPC, errno.EDQUOT)):
+            if not (isinstance(exc, NoSpaceError) or exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)):
                 raise
             warnings.warn(f"decode cache {d}: {exc.strerror or exc}; training from the image files without the "
                           "cache (free space or point $SWINRMT_CACHE elsewhere)", RuntimeWarning, stacklevel=2)
