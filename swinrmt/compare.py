@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from .atomic import exclusive, save_figure, write_text
+from .atomic import exclusive, remove_stale_temps, save_figure, write_text
 from .pool import Job
 
 PLAN = "compare.json"
@@ -190,6 +190,7 @@ def compare(models: Sequence[str], recipe: str, out: str | Path, *, seeds: Seque
     out.mkdir(parents=True, exist_ok=True)
     with exclusive(out, LOCK, "swinrmt compare"):
         check_own_files(out, [report, *REPORT_FILES], overwrite)  # before hours of training, not after
+        remove_stale_temps(out)  # half-written report files of a killed compare (we hold the folder's lock)
         _check_plan(out, protocol)
         write_text(out / PLAN, json.dumps({"recipe": protocol, "recipe_name": recipe, "labels": labels}, indent=1))
         jobs = [_job(out, base, spec) for spec in specs if not (spec.directory(out) / RESULT).exists()]
