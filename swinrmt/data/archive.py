@@ -30,6 +30,8 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from ..atomic import _umask
+
 __all__ = ["ARCHIVE_SUFFIXES", "cache_root", "extract_archive", "is_archive", "sha256_file"]
 
 ARCHIVE_SUFFIXES: tuple[str, ...] = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar")
@@ -162,6 +164,7 @@ def extract_archive(archive: str | os.PathLike[str], dest_root: str | os.PathLik
                       stacklevel=2)
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{dest.name}-", dir=root))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the extraction is as readable as a plain mkdir's
     try:
         try:
             with tarfile.open(archive, "r:*") as tar:
