@@ -2,7 +2,10 @@
 keeps a second writer out of an output folder.
 
 Every checkpoint, report, JSON and figure swinrmt writes goes through here: write a temp file in the same directory,
-fsync it, rename it over the target, fsync the directory so the rename itself survives a power cut.
+fsync it, rename it over the target, fsync the directory so the rename itself survives a power cut. The file gets the
+mode a plain ``open()`` would give it (0666 less the umask), not the 0600 of a temp file. A temp file that a killed
+process left behind (``.<name>.<random>.tmp``) is removed by :func:`remove_stale_temps` when the folder's owner next
+starts (it holds the folder's lock, so no live writer owns one).
 """
 from __future__ import annotations
 
@@ -20,7 +23,10 @@ def atomic_write(path: str | Path, write: Callable[[str], None], replace: bool =
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+    finally:
+        os.close(fd)
     try:
         write(tmp)
         with open(tmp, "rb") as f:
@@ -41,6 +47,31 @@ def atomic_write(path: str | Path, write: Callable[[str], None], replace: bool =
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where /proc says it (os.umask can only be read by setting it)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_temps(folder: str | Path) -> int:
+    """Remove the temp files of atomic writes into `folder` that never finished (a killed writer); returns how many.
+    Call only while holding the folder's lock: a live writer's temp file looks the same."""
+    n = 0
+    for p in Path(folder).glob(".*.tmp"):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            n += 1
+    return n
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -314,6 +314,8 @@ def run_bench(models: Sequence[str] = DEFAULT_MODELS, img_size: int = 64, batch:
             raise ValueError(f"precision {p!r} is not one of {tuple(PRECISIONS)}")
     if steps < 1 or warmup < 0:
         raise ValueError(f"need steps >= 1 and warmup >= 0, got {steps}, {warmup}")
+    if batch < 1:  # images per second of an empty batch mean nothing
+        raise ValueError(f"--batch must be >= 1, got {batch}")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA device is available")

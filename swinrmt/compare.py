@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
 import itertools
 import json
@@ -24,7 +25,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from .atomic import exclusive, save_figure, write_text
+from .atomic import exclusive, remove_stale_temps, save_figure, write_text
 from .pool import Job
 
 PLAN = "compare.json"
@@ -158,6 +159,7 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def compare(models: Sequence[str], recipe: str, out: str | Path, *, seeds: Sequence[int] = (0, 1, 2),
             recipe_overrides: Sequence[str] = (), grid: Sequence[dict[str, Any]] = ({},), baseline: str | None = None,
             device: str = "auto", progress: bool = True, train_fn=None, report: str = "report.md", workers: int = 1,
+            overwrite: bool = False,
             threads: int | None = None) -> dict[str, Any]:
     """Train every (model, grid point, seed) not yet finished under `out`, then (re)write the report there.
 
@@ -187,6 +189,8 @@ def compare(models: Sequence[str], recipe: str, out: str | Path, *, seeds: Seque
         raise ValueError(f"--baseline {baseline!r} is not one of the compared models: {', '.join(labels)}")
     out.mkdir(parents=True, exist_ok=True)
     with exclusive(out, LOCK, "swinrmt compare"):
+        check_own_files(out, [report, *REPORT_FILES], overwrite)  # before hours of training, not after
+        remove_stale_temps(out)  # half-written report files of a killed compare (we hold the folder's lock)
         _check_plan(out, protocol)
         write_text(out / PLAN, json.dumps({"recipe": protocol, "recipe_name": recipe, "labels": labels}, indent=1))
         jobs = [_job(out, base, spec) for spec in specs if not (spec.directory(out) / RESULT).exists()]
@@ -195,7 +199,8 @@ def compare(models: Sequence[str], recipe: str, out: str | Path, *, seeds: Seque
         chosen = baseline or specs[0].label
         rep = None
         if finished:  # after a failure, a partial report against the first finished model if the baseline has none
-            rep = write_report(out, baseline=chosen if chosen in finished else None, name=report)
+            rep = write_report(out, baseline=chosen if chosen in finished else None, name=report,
+                               overwrite=overwrite)
     if failures:
         from .cli import CLIError
 
@@ -229,8 +234,11 @@ def _train_runs(jobs: list[Job], train_fn: Any, *, workers: int, threads: int | 
 
     from .train.recipe import Recipe
 
+    from .train.loop import DivergedError
+
     caller_threads = torch.get_num_threads()
     total = threads or caller_threads
+    failures: list[tuple[str, str, str]] = []
     if workers > 1 and len(jobs) > 1:
         from .pool import run_pool
 
@@ -245,15 +253,21 @@ def _train_runs(jobs: list[Job], train_fn: Any, *, workers: int, threads: int | 
             print(f"[{i}/{len(jobs)}] {job.label}: {job.verb} -> {job.run_dir}", flush=True)
             job.run_dir.parent.mkdir(parents=True, exist_ok=True)
             recipe = Recipe.from_dict(job.recipe) if job.recipe is not None else None
-            write_result(job, train_fn(recipe, job.run_dir, resume=recipe is None, overwrite=job.restart,
-                                       device=device, progress=progress))
+            try:
+                write_result(job, train_fn(recipe, job.run_dir, resume=recipe is None, overwrite=job.restart,
+                                           device=device, progress=progress))
+            except DivergedError as exc:  # a failed run, like one that fails in the pool: the others go on
+                print(f"{job.label}: {exc}", flush=True)
+                failures.append((job.label, str(job.run_dir), str(exc)))
     finally:
         torch.set_num_threads(caller_threads)
-    return []
+    return failures
 
 
 def write_result(job: Job, res: dict[str, Any]) -> None:
     """`result.json` of a finished run: what the report reads (accuracies raw and EMA, size, machine, wall time)."""
+    if not math.isfinite(res["test_top1"]):
+        raise ValueError(f"{job.label}: test top-1 is {res['test_top1']} (a diverged run); no result written")
     size = model_size(job.run_dir)
     result = {**job.meta, "test_top1": res["test_top1"], "best_top1": res.get("best_top1"),
               **{k: v for k, v in res.items() if k.startswith("test_") and k != "test_top1"},
@@ -286,7 +300,14 @@ EPOCH_LOGS = "epoch-logs"
 def load_results(out: Path) -> list[dict[str, Any]]:
     rows = []
     for path in sorted((out / "runs").glob(f"*/seed-*/{RESULT}")):
-        row = json.loads(path.read_text())
+        try:
+            row = json.loads(path.read_text())
+            if not isinstance(row, dict) or not {"label", "seed", "test_top1"} <= set(row):
+                raise ValueError("not a result object with label, seed and test_top1")
+        except ValueError as exc:
+            raise ValueError(f"{path}: unreadable run result ({exc}); delete it to train that run again") from None
+        top1 = row["test_top1"]
+        row["failed"] = not (isinstance(top1, (int, float)) and math.isfinite(top1))  # e.g. a diverged run: NaN
         row["epochs_log"] = _epochs(path.parent / "metrics.jsonl")
         row.update(health_summary(path.parent / "metrics.jsonl"))
         row["curve"] = [(e["epoch"] + 1, e["test_top1"], e.get("test_ema_top1")) for e in row["epochs_log"]
@@ -352,7 +373,7 @@ def _stats(by: dict, lab: str, baseline: str, key: str, confidence: float) -> di
 
 
 def write_report(out: str | Path, baseline: str | None = None, confidence: float = 0.95,
-                 name: str = "report.md") -> dict[str, Any]:
+                 name: str = "report.md", overwrite: bool = False) -> dict[str, Any]:
     """`name` (the tables), runs.csv / runs.json (raw), epoch-logs/, curves.png and final.png, from the finished runs.
 
     Accuracies are reported from the raw weights and, where the recipe keeps an EMA, from the EMA weights too, each
@@ -361,9 +382,13 @@ def write_report(out: str | Path, baseline: str | None = None, confidence: float
     baseline) without retraining anything.
     """
     out = Path(out)
+    check_own_files(out, [name, *REPORT_FILES], overwrite)
     rows = load_results(out)
+    failed = [r for r in rows if r["failed"]]
+    rows = [r for r in rows if not r["failed"]]  # a failed run is in no statistic, and the report says so
     if not rows:
-        raise ValueError(f"no finished runs under {out / 'runs'}")
+        raise ValueError(f"no finished runs under {out / 'runs'}"
+                         + (f" ({len(failed)} failed: {', '.join(_failed_names(failed))})" if failed else ""))
     found = list(dict.fromkeys(r["label"] for r in rows))
     asked = json.loads((out / PLAN).read_text()).get("labels", []) if (out / PLAN).exists() else []
     labels = [lab for lab in asked if lab in found] + [lab for lab in found if lab not in asked]
@@ -384,8 +409,53 @@ def write_report(out: str | Path, baseline: str | None = None, confidence: float
                         "diff_vs_baseline": raw["diff"], "ema": ema})
     _write_raw(out, rows)
     _plot(out, labels, by, summary)
-    write_text(out / name, _markdown(out, summary, rows, baseline, confidence))
-    return {"baseline": baseline, "summary": summary}
+    text = _markdown(out, summary, rows, baseline, confidence)
+    if failed:
+        text += (f"\n**Failed runs, left out of every number above:** {', '.join(_failed_names(failed))}.\n")
+    _write_own(out, name, text)
+    return {"baseline": baseline, "summary": summary, "failed": _failed_names(failed)}
+
+
+def _failed_names(rows: list[dict[str, Any]]) -> list[str]:
+    return [f"{r['label']} seed {r['seed']} (test top-1 {r['test_top1']})" for r in rows]
+
+
+# -- files in --out: compare's own, or the user's -----------------------------------------------------------------
+REPORT_FILES = ("runs.csv", "runs.json", "curves.png", "final.png")
+WRITTEN = ".swinrmt-written.json"  # sha256 of every report file as compare last wrote it
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def check_own_files(out: Path, names: Sequence[str], overwrite: bool) -> None:
+    """Refuse to replace a file in `out` that compare did not write (or that was edited since): it is the user's."""
+    if overwrite:
+        return
+    try:
+        written = json.loads((out / WRITTEN).read_text())
+    except (OSError, ValueError):
+        written = {}
+    for name in names:
+        p = out / name
+        if p.is_file() and written.get(name) != _digest(p):
+            raise ValueError(f"{p} exists and is not a file swinrmt compare wrote (or it was edited since); pass "
+                             "--overwrite to replace it, or choose another --out")
+
+
+def _write_own(out: Path, name: str, text: str | None = None, fig: Any = None) -> None:
+    """Write a report file and remember its digest (so a later compare may replace it, and only it)."""
+    if fig is not None:
+        save_figure(fig, out / name)
+    else:
+        write_text(out / name, text)
+    try:
+        written = json.loads((out / WRITTEN).read_text())
+    except (OSError, ValueError):
+        written = {}
+    written[name] = _digest(out / name)
+    write_text(out / WRITTEN, json.dumps(written, indent=1))
 
 
 def _write_raw(out: Path, rows: list[dict[str, Any]]) -> None:
@@ -396,8 +466,8 @@ def _write_raw(out: Path, rows: list[dict[str, Any]]) -> None:
     w.writeheader()
     for r in rows:
         w.writerow({**r, "overrides": json.dumps(r.get("overrides", {}))})
-    write_text(out / "runs.csv", buf.getvalue())
-    write_text(out / "runs.json", json.dumps([{k: v for k, v in r.items() if k not in ("epochs_log", "run_dir")}
+    _write_own(out, "runs.csv", buf.getvalue())
+    _write_own(out, "runs.json", json.dumps([{k: v for k, v in r.items() if k not in ("epochs_log", "run_dir")}
                                               for r in rows], indent=1))
     for r in rows:  # every run's per-epoch log, small enough to keep beside the report
         run_dir = Path(r["run_dir"])
@@ -497,7 +567,7 @@ def _plot(out: Path, labels: list[str], by: dict, summary: list[dict[str, Any]])
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    save_figure(fig, out / "curves.png")
+    _write_own(out, "curves.png", fig=fig)
     fig, ax = plt.subplots(figsize=(max(4, 1.3 * len(summary)), 4.5))
     ax.bar(range(len(summary)), [s["top1_mean"] for s in summary], yerr=[s["top1_std"] for s in summary], capsize=4)
     ax.set_xticks(range(len(summary)), [s["label"] for s in summary], rotation=20, ha="right", fontsize=7)
@@ -505,7 +575,7 @@ def _plot(out: Path, labels: list[str], by: dict, summary: list[dict[str, Any]])
     lo = min(s["top1_mean"] - s["top1_std"] for s in summary)
     ax.set_ylim(max(0, lo - 5), None)
     fig.tight_layout()
-    save_figure(fig, out / "final.png")
+    _write_own(out, "final.png", fig=fig)
     plt.close("all")
 
 
@@ -532,6 +602,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="CPU threads for all jobs together (default: torch's count, normally one per core)")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace report files in --out that swinrmt compare did not write (a user's own)")
 
 
 def resolve_jobs(jobs: str | int, device: str = "auto", threads: int | None = None) -> int:
@@ -564,6 +636,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     rep = compare(args.models, args.recipe, out, seeds=seeds, recipe_overrides=overrides, grid=parse_grid(args.grid),
                   baseline=args.baseline, device=args.device, progress=not args.no_progress, report=args.report,
-                  workers=resolve_jobs(args.jobs, args.device, args.threads), threads=args.threads)
+                  workers=resolve_jobs(args.jobs, args.device, args.threads), threads=args.threads,
+                  overwrite=args.overwrite)
     print((Path(out) / args.report).read_text())
     return 0 if rep["summary"] else 1

@@ -222,6 +222,8 @@ def run(args: argparse.Namespace) -> int:
                                  overwrite=args.overwrite)
         print(f"wrote {out} (hub layout, from trainer checkpoint {args.checkpoint}, weights={args.weights})")
         return 0
+    if args.input_size is not None and min(args.input_size) < 1:
+        raise ValueError(f"--input-size H W must be positive, got {' '.join(map(str, args.input_size))}")
     model = load_model(args.model, args.checkpoint, num_classes=args.num_classes, img_size=args.img_size,
                        weights=args.weights, which=args.which, overrides=parse_model_options(args.set))
     name = getattr(model, "model_name", "model")

@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 
 from .atomic import atomic_write
+from .registry import check_fits_on_meta, check_untrusted_spec
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -123,6 +124,8 @@ def validate_config(cfg: Any, where: str) -> dict[str, Any]:
             raise ValueError(f"{where}: {key} must be an integer, got {cfg[key]!r}")
     if not isinstance(cfg.get("overrides", {}), dict):
         raise ValueError(f"{where}: overrides must be an object, got {cfg['overrides']!r}")
+    check_untrusted_spec(cfg.get("num_classes"), cfg.get("img_size"), cfg.get("in_chans"), cfg.get("overrides"),
+                         where)
     return cfg
 
 
@@ -230,6 +233,17 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> 
     model.load_state_dict(state, strict=True)
 
 
+def _shapes(weights: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor shapes from a safetensors header (nothing read or allocated); one line for a foreign file."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt", device="cpu") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as exc:  # safetensors' own error type for a truncated / foreign file
+        raise ValueError(f"{weights} is not a readable safetensors file ({exc})") from None
+
+
 def build_from_config(cfg: dict[str, Any], **kwargs: Any) -> nn.Module:
     from .registry import create_model
 
@@ -254,6 +268,7 @@ def from_pretrained(source: str | os.PathLike, *, num_classes: int | None = None
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():
         raise FileNotFoundError(f"{directory} has {CONFIG_NAME} but no {WEIGHTS_NAME}")
+    check_fits_on_meta(lambda: build_from_config(cfg, **overrides), _shapes(weights), str(weights))
     model = build_from_config(cfg, **overrides)
     try:
         state = load_file(str(weights), device="cpu")
@@ -295,6 +310,7 @@ def load_trainer_checkpoint(checkpoint: str | os.PathLike, *, weights: str = "au
     cfg = validate_config({"architecture": spec["name"], "num_classes": spec["num_classes"],
                            "img_size": spec["img_size"], "in_chans": spec.get("in_chans", 3),
                            "overrides": dict(spec.get("overrides", {}))}, str(path))
+    check_fits_on_meta(lambda: build_from_config(cfg), ckpt.shapes("ema" if use_ema else "model"), str(path))
     model = build_from_config(cfg)
     load_state(model, ckpt.tensors("ema" if use_ema else "model"), str(path))
     model.eval()

@@ -34,11 +34,15 @@ def _train_images(row: dict[str, Any], recipe: dict[str, Any], where: Path) -> i
 def rung(report_dir: str | Path, baseline: str, metric: str = "raw", confidence: float = 0.95) -> dict[str, Any]:
     """One rung: {"dir", "recipe", "images", "models": {label: {"mean", "std", "n", "diff"}}} from a report."""
     d = Path(report_dir)
+    if d.exists() and not d.is_dir():
+        raise ValueError(f"{d} is a file, not a compare report directory (one holding {PLAN} and runs.json)")
     try:
         plan = json.loads((d / PLAN).read_text())
         rows = json.loads((d / "runs.json").read_text())
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"{d} is not a compare report (missing {Path(exc.filename).name})") from None
+    except ValueError as exc:
+        raise ValueError(f"{d}: unreadable compare report ({exc})") from None
     key = METRICS[metric]
     by: dict[str, dict[int, dict[str, Any]]] = {}
     for r in rows:

@@ -112,7 +112,13 @@ def create_model(
         "in_chans": cfg["in_chans"] if in_chans is None else in_chans,
     }
     kwargs.update(overrides)  # the model's constructor names any option it does not take
-    model = entry.builder(**kwargs)
+    try:
+        model = entry.builder(**kwargs)
+    except TypeError as exc:  # e.g. embed_dims="foo" fails deep inside as "unsupported operand type(s) for //"
+        if not overrides:
+            raise
+        opts = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
+        raise TypeError(f"model {name!r} cannot be built with options {opts}: {exc}") from None
     model.default_cfg = {**cfg, **{k: kwargs[k] for k in ("num_classes", "img_size", "in_chans")}}
     model.pretrained_cfg = model.default_cfg
     model.model_name = name
@@ -122,3 +128,64 @@ def create_model(
 
         return FeatureExtractor(model, out_indices=out_indices)
     return model
+
+
+# -- models from untrusted metadata --------------------------------------------------------------------------------
+#: Bounds on a model spec read from a file (a checkpoint's metadata, a config.json): far above any real model, far
+#: below what would exhaust memory or hang building modules. A tampered file then costs one clear line.
+SPEC_LIMITS = {"num_classes": 1_000_000, "img_size": 8192, "in_chans": 64}
+MAX_OPTION_INT = 1 << 16  # any integer in the model options (widths, heads, window sizes, per-stage depths)
+MAX_BLOCKS = 1024  # the sum of a per-stage `depths` list
+
+
+def check_untrusted_spec(num_classes: Any, img_size: Any, in_chans: Any, overrides: Any, where: str) -> None:
+    """One-line ValueError naming `where` if a model spec read from a file is out of bounds (see SPEC_LIMITS)."""
+    for key, value in (("num_classes", num_classes), ("img_size", img_size), ("in_chans", in_chans)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= SPEC_LIMITS[key]:
+            raise ValueError(f"{where}: {key} {value!r} is not an integer in [1, {SPEC_LIMITS[key]}] "
+                             "(damaged or tampered metadata?)")
+    if overrides is None:
+        return
+    if not isinstance(overrides, dict):
+        raise ValueError(f"{where}: model overrides must be a mapping, got {overrides!r}")
+
+    def walk(key: str, value: Any, depth: int = 0) -> None:
+        if depth > 4 or (isinstance(value, (list, tuple)) and len(value) > 64):
+            raise ValueError(f"{where}: model option {key} is nested or long beyond any model (tampered metadata?)")
+        if isinstance(value, (list, tuple)):
+            for v in value:
+                walk(key, v, depth + 1)
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_OPTION_INT:
+            raise ValueError(f"{where}: model option {key}={value!r} exceeds {MAX_OPTION_INT} (tampered metadata?)")
+
+    for key, value in overrides.items():
+        walk(key, value)
+        if key == "depths" and isinstance(value, (list, tuple)):
+            total = sum(v for v in value if isinstance(v, int))
+            if total > MAX_BLOCKS:
+                raise ValueError(f"{where}: depths {list(value)} add up to {total} blocks, more than {MAX_BLOCKS} "
+                                 "(tampered metadata?)")
+
+
+def check_fits_on_meta(build: Callable[[], nn.Module], shapes: dict[str, tuple[int, ...]], where: str) -> None:
+    """Build the model on the meta device (no memory) and compare its state_dict to the weights' shapes: metadata
+    that does not match the weights is refused before a single parameter is allocated."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            model = build()
+    except (TypeError, ValueError, ZeroDivisionError) as exc:
+        raise ValueError(f"{where}: the model metadata does not build a model ({exc})") from None
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(own) - set(shapes))
+    unexpected = sorted(set(shapes) - set(own))
+    wrong = [f"{k} {tuple(shapes[k])} vs model {own[k]}" for k in own if k in shapes and tuple(shapes[k]) != own[k]]
+    if missing or unexpected or wrong:
+        parts = [f"{len(missing)} missing (e.g. {missing[0]})" if missing else "",
+                 f"{len(unexpected)} unexpected (e.g. {unexpected[0]})" if unexpected else "",
+                 f"{len(wrong)} shape-mismatched (e.g. {wrong[0]})" if wrong else ""]
+        raise ValueError(f"weights in {where} do not fit the model its metadata describes: "
+                         + ", ".join(p for p in parts if p))

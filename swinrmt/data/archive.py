@@ -11,17 +11,26 @@ extraction of the same archive simply loses the rename race and discards its cop
 
 Cache location: ``$SWINRMT_CACHE/extracted/<stem>-<sha256[:12]>`` (``$SWINRMT_CACHE`` defaults to
 ``~/.cache/swinrmt``). Keying on the content hash means a changed archive is never confused with an old extraction.
+
+Verification: the extraction records every file it wrote (relative path, size, mtime, inode, ctime) in a hidden
+``.swinrmt-extracted.json`` inside it. Every later use checks the folder against that record (a stat per file, no
+reading), so a deleted, added or rewritten file is noticed: the archive is extracted again, with one warning, and the
+damaged copy is swapped out (never trained on).
 """
 from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import posixpath
 import shutil
 import tarfile
 import tempfile
+import warnings
 from pathlib import Path
+
+from ..atomic import _umask
 
 __all__ = ["ARCHIVE_SUFFIXES", "cache_root", "extract_archive", "is_archive", "sha256_file"]
 
@@ -93,6 +102,45 @@ def _check_member(archive: str, member: tarfile.TarInfo) -> None:
         refuse("device, fifo or other special file")
 
 
+RECORD = ".swinrmt-extracted.json"
+_VERIFIED: set[str] = set()
+
+
+def _state(root: Path) -> dict[str, list[int]]:
+    """{relative path: [size, mtime_ns, inode, ctime_ns]} of every file and link under `root` but the record."""
+    out: dict[str, list[int]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            p = os.path.join(dirpath, name)
+            rel = os.path.relpath(p, root)
+            if rel == RECORD:
+                continue
+            st = os.lstat(p)
+            out[rel] = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+    return out
+
+
+def _damage(dest: Path) -> str | None:
+    """Why the extraction at `dest` cannot be trusted, or None."""
+    try:
+        recorded = json.loads((dest / RECORD).read_text())["files"]
+    except FileNotFoundError:
+        return "it has no record of its files (made by an older swinrmt, or damaged)"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"its record of files is unreadable ({exc})"
+    now = _state(dest)
+    if now == recorded:
+        return None
+    missing = sorted(set(recorded) - set(now))
+    added = sorted(set(now) - set(recorded))
+    changed = sorted(k for k in set(now) & set(recorded) if now[k] != recorded[k])
+    for what, names in (("missing", missing), ("added", added), ("changed", changed)):
+        if names:
+            return f"{len(names)} file(s) {what} since extraction, e.g. {names[0]}"
+    return "its files differ from the record"  # pragma: no cover
+
+
 def extract_archive(archive: str | os.PathLike[str], dest_root: str | os.PathLike[str] | None = None) -> Path:
     """Extract ``archive`` once and return the extraction directory (cached; see module docstring).
 
@@ -104,10 +152,19 @@ def extract_archive(archive: str | os.PathLike[str], dest_root: str | os.PathLik
         raise FileNotFoundError(f"dataset archive not found: {archive}")
     root = Path(dest_root) if dest_root is not None else cache_root() / "extracted"
     dest = root / f"{archive_stem(archive)}-{sha256_file(archive)[:12]}"
+    damaged = None
     if dest.is_dir():
-        return dest
+        if str(dest) in _VERIFIED:  # once per process: a run builds its train and test splits from one archive
+            return dest
+        damaged = _damage(dest)  # a stat per file: about 2 s for Tiny-ImageNet-100's 55k files
+        if damaged is None:
+            _VERIFIED.add(str(dest))
+            return dest
+        warnings.warn(f"extracted archive {dest}: {damaged}; extracting {archive} again", RuntimeWarning,
+                      stacklevel=2)
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{dest.name}-", dir=root))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the extraction is as readable as a plain mkdir's
     try:
         try:
             with tarfile.open(archive, "r:*") as tar:
@@ -119,6 +176,14 @@ def extract_archive(archive: str | os.PathLike[str], dest_root: str | os.PathLik
             raise ValueError(f"{archive}: refusing unsafe archive member ({exc})") from None
         except (tarfile.TarError, EOFError, OSError) as exc:
             raise ValueError(f"{archive}: not a readable tar archive ({exc})") from None
+        (tmp / RECORD).write_text(json.dumps({"archive": os.path.abspath(archive), "files": _state(tmp)}))
+        if damaged is not None:  # swap the damaged copy out: renamed aside, then removed
+            aside = Path(tempfile.mkdtemp(prefix=f".stale-{dest.name}-", dir=root))
+            try:
+                os.rename(dest, aside / "x")
+            except OSError:  # a concurrent process swapped it already
+                pass
+            shutil.rmtree(aside, ignore_errors=True)
         try:
             os.rename(tmp, dest)
         except OSError:

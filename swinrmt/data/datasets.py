@@ -329,6 +329,14 @@ def _class_tree(root: Path) -> dict[str, list[str]]:
     return {c: _image_files(root / c) for c in _subdirs(root)}
 
 
+def _no_empty_classes(split_dir: Path, tree: dict[str, list[str]]) -> None:
+    """A class folder without images would silently become an extra class that no image has: refuse it."""
+    empty = [c for c, files in tree.items() if not files]
+    if empty:
+        raise ValueError(f"{split_dir / empty[0]}: class folder has no image files ({len(empty)} such folder(s)); "
+                         "remove it or add its images")
+
+
 def _test_dir(root: Path) -> Path | None:
     for name in ("test", "val"):
         if (root / name).is_dir():
@@ -342,6 +350,7 @@ def _load_imagefolder(root: Path, split: str, on_corrupt: str) -> FileListDatase
     classes = _subdirs(root / "train")
     if not classes:
         raise ValueError(f"ImageFolder {root / 'train'}: no class folders found")
+    _no_empty_classes(root / "train", _class_tree(root / "train"))
     split_dir = root / "train" if split == "train" else _test_dir(root)
     if split_dir is None:
         raise FileNotFoundError(f"ImageFolder root {root} has no test/ or val/ directory")
@@ -390,6 +399,8 @@ def _load_tiny_imagenet(root: Path, split: str, on_corrupt: str) -> FileListData
         for c in classes:
             d = train / c / "images"
             imgs = _image_files(d if d.is_dir() else train / c)
+            if not imgs:
+                _no_empty_classes(train, {c: imgs})
             files += imgs
             targets += [index[c]] * len(imgs)
     else:

@@ -44,6 +44,8 @@ def eligible(x: torch.Tensor, weight: torch.Tensor, residual: torch.Tensor | Non
     """Whether conv(x) (+ residual) fits the kernel: cheap checks, then the build (first call only)."""
     if not policy.current().depthwise or x.device.type != "cpu" or x.dtype != torch.float32 or not _pixels_packed(x):
         return False
+    if x.numel() == 0:  # the kernel divides by the batch's extent: an empty batch takes aten's path (empty result)
+        return False
     c, k = x.shape[-1], weight.shape[-1]
     if c % 16 or weight.shape != (c, 1, k, k) or k not in KERNEL_SIZES or weight.dtype != torch.float32:
         return False

@@ -58,6 +58,8 @@ def eligible(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tens
     if not policy.current().short_attention or q.device.type != "cpu" or q.dim() != 4:
         return False
     n1, n2, length, d = q.shape
+    if q.numel() == 0:  # an empty batch takes the reference route (an empty result)
+        return False
     if length not in LENGTHS or d not in HEAD_DIMS or k.shape != q.shape or v.shape != q.shape:
         return False
     tables = (bias,) if mul is None else (bias, mul)

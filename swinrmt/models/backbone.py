@@ -126,9 +126,23 @@ class BackboneAPI(nn.Module):
     def get_classifier(self) -> nn.Module:
         return self.head
 
+    def _on_empty_batch(self, fn: Any, x: torch.Tensor) -> Any:
+        """An empty batch gets empty results of the right shapes (the window reshapes and the C++ kernels cannot take
+        batch 0): `fn` runs on one zero image in eval mode (no BatchNorm statistics move) and every output keeps 0
+        rows, still attached to the graph. Non-empty batches never come here."""
+        was = self.training
+        self.eval()
+        try:
+            out = fn(x.new_zeros((1, *x.shape[1:])) + x.sum())  # x.sum() is 0 and keeps x in the graph
+        finally:
+            self.train(was)
+        return torch.utils._pytree.tree_map(lambda t: t[:0] if isinstance(t, torch.Tensor) else t, out)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Unpooled last-stage features, NCHW (B, num_features, H/32, W/32)."""
         self.check_input(x)
+        if x.shape[0] == 0:
+            return self._on_empty_batch(self.forward_features, x)
         x = self.stem(x)
         for stage in self.stages:
             x = stage(x)
@@ -152,6 +166,10 @@ class BackboneAPI(nn.Module):
         """timm's API: stage outputs at `indices` (an int n means the last n stages), plus the final features."""
         check_choice("output_fmt", output_fmt, ("NCHW", "NHWC"))
         self.check_input(x)
+        if x.shape[0] == 0:
+            return self._on_empty_batch(lambda z: self.forward_intermediates(
+                z, indices, norm=norm, stop_early=stop_early, output_fmt=output_fmt,
+                intermediates_only=intermediates_only), x)
         take, n = self._stage_indices(indices), len(self.stages)
         outs = []
         x = self.stem(x)
@@ -185,6 +203,9 @@ class BackboneAPI(nn.Module):
         return save_pretrained(self, save_directory, overwrite=overwrite, **metadata)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 4 and x.shape[0] == 0:
+            self.check_input(x)
+            return self._on_empty_batch(self.forward, x)
         return self.forward_head(self.forward_features(x))
 
 

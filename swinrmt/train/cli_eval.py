@@ -21,6 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--out", help="directory for the JSON report and PNG (default: <run>/eval)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier report of the same name")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         r = evaluate(args.checkpoint, data=args.data, root=args.data_root, split=args.split, weights=args.weights,
                      which=args.which, model=args.model, batch_size=args.batch_size, limit=args.limit,
                      on_corrupt=args.on_corrupt, num_workers=args.num_workers, device=args.device, out_dir=args.out,
-                     progress=not args.no_progress)
+                     progress=not args.no_progress, overwrite=args.overwrite)
     except OSError as exc:  # unreadable files, permissions: the user's to fix, not a traceback
         if isinstance(exc, FileNotFoundError):
             raise

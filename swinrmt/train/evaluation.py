@@ -17,6 +17,18 @@ from .metrics import EvalAccumulator, plot_confusion
 from .recipe import Recipe
 
 
+def check_model_metadata(spec: Any, shapes: dict[str, tuple[int, ...]], path: str | Path) -> None:
+    """A checkpoint's model spec is untrusted input: bounded, then built on the meta device and matched against the
+    weights' shapes, all before any parameter is allocated (a tampered spec would otherwise allocate gigabytes)."""
+    from ..registry import check_fits_on_meta, check_untrusted_spec
+
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise ValueError(f"{path}: checkpoint metadata has no model spec")
+    check_untrusted_spec(spec.get("num_classes"), spec.get("img_size"), spec.get("in_chans"), spec.get("overrides"),
+                         str(path))
+    check_fits_on_meta(lambda: build_model(spec, 0.0, 0), shapes, str(path))
+
+
 @torch.no_grad()
 def run_evaluation(model: nn.Module, loader: Any, num_classes: int, device: torch.device, precision: str,
                    desc: str = "eval", progress: bool = False) -> EvalAccumulator:
@@ -38,11 +50,12 @@ def run_evaluation(model: nn.Module, loader: Any, num_classes: int, device: torc
 def evaluate(checkpoint: str | Path, *, data: str | None = None, root: str | None = None, split: str | None = None,
              weights: str = "auto", which: str = "best", model: str | None = None, batch_size: int | None = None,
              limit: int | None = None, on_corrupt: str | None = None, num_workers: int = 0, device: str = "auto",
-             out_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+             out_dir: str | Path | None = None, progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
     """Evaluate a checkpoint (file or run directory) on a dataset split (default: the run's own test split).
 
     `weights`: "auto" (EMA when the checkpoint has it), "ema" or "model". Writes `<stem>.json` and a confusion
-    matrix PNG to `out_dir` (default: `<run>/eval/`) and returns the report.
+    matrix PNG to `out_dir` (default: `<run>/eval/`) and returns the report. The name says what was evaluated
+    (checkpoint, weights, data, split and any `--limit`); an existing report is replaced only with `overwrite`.
     """
     if weights not in ("auto", "ema", "model"):
         raise ValueError(f"weights must be auto, ema or model, got {weights!r}")
@@ -60,6 +73,8 @@ def evaluate(checkpoint: str | Path, *, data: str | None = None, root: str | Non
         if use_ema and not ckpt.has("ema"):
             raise ValueError(f"checkpoint {path} has no EMA weights "
                              "(train with ema.enabled=true, or use --weights model)")
+        prefix = "ema" if use_ema else "model"
+        check_model_metadata(spec, ckpt.shapes(prefix), path)
         net = build_model(spec, 0.0, recipe.seed)
         load_weights(net, ckpt.tensors("ema" if use_ema else "model"), spec, spec, path)
         net.to(dist_info.device)
@@ -88,6 +103,11 @@ def evaluate(checkpoint: str | Path, *, data: str | None = None, root: str | Non
             out_dir = Path(out_dir)
             out_dir.mkdir(parents=True, exist_ok=True)
             stem = f"{path.stem}-{report['weights']}-{Path(name.rstrip('/')).name.split('.')[0]}-{split}"
+            if limit:
+                stem += f"-limit{limit}"
+            if (out_dir / f"{stem}.json").exists() and not overwrite:
+                raise ValueError(f"{out_dir / f'{stem}.json'} exists (an earlier evaluation); pass --overwrite to "
+                                 "replace it, or choose another --out")
             write_json(out_dir / f"{stem}.json", report)
             plot_confusion(report["confusion_matrix"], classes, out_dir / f"{stem}-confusion.png")
             report["json_path"] = str(out_dir / f"{stem}.json")

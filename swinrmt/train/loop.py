@@ -4,9 +4,15 @@ Resuming is exact because nothing random depends on history: augmentation is key
 (`SeededSamples`), the sample order on (seed, epoch) (`ResumableSampler`), mixup on (seed, epoch, step, rank), and
 dropout / drop-path on (seed, rank, step) by re-seeding the global generator before every step. A checkpoint then
 only needs weights, optimizer moments, the schedule step, the loader position and the epoch's running sums.
+
+Under faults: one trainer per run directory (an flock held for the whole run, resumes included); a non-finite loss
+stops the run with one line naming the step and no checkpoint is written after it (the flag lives on the device and is
+read where the loop syncs anyway: at log records and before a checkpoint); a resume verifies the checkpoint's checksum
+and refuses a recipe change that would alter what is trained; temp files of a killed write are removed at the start.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -20,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..data.sampling import mix_seed
-from ..atomic import write_json, write_text
+from ..atomic import exclusive, remove_stale_temps, write_json, write_text
 from ..models.health import attention_health
 from ..runtime import keep_freed_memory
 from . import distributed
@@ -35,8 +41,16 @@ from .recipe import Recipe
 
 CONFIG, METRICS, CURVES = "config.yaml", "metrics.jsonl", "curves.png"
 EVAL_JSON, CONFUSION_PNG = "eval.json", "confusion.png"
+LOCK = ".swinrmt-train.lock"
+# Recipe keys a resume may change: how the run is executed and logged, not what it trains.
+RESUMABLE_KEYS = ("data.root", "data.num_workers", "data.verify", "data.decode_cache", "data.eval_batch_size",
+                  "cpu_threads", "log_every_steps", "ckpt_every_steps", "model.compile")
 TRAINER_FILES = (CONFIG, METRICS, CURVES, EVAL_JSON, CONFUSION_PNG, f"{CKPT_DIR}/last.safetensors",
                  f"{CKPT_DIR}/best.safetensors")
+
+
+class DivergedError(ValueError):
+    """The loss (or the weights) became inf / NaN: the run stops, and no checkpoint is written after it."""
 
 
 # -- run directory -----------------------------------------------------------------------------------------------
@@ -51,7 +65,7 @@ def check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
         return
     if run_dir.exists() and not run_dir.is_dir():
         raise ValueError(f"run directory {run_dir} exists and is not a directory")
-    if run_dir.is_dir() and any(run_dir.iterdir()) and not overwrite:
+    if run_dir.is_dir() and any(p.name != LOCK for p in run_dir.iterdir()) and not overwrite:
         raise ValueError(f"run directory {run_dir} already exists and is not empty; pass --resume to continue "
                          "it or --overwrite to start over (or choose another --out)")
 
@@ -84,7 +98,39 @@ class Trainer:
         self.dist = distributed.setup(device)
         self.run_dir, self.main, self.device = Path(run_dir), self.dist.is_main, self.dist.device
         self.progress = progress and self.main
-        check_run_dir(self.run_dir, resume=resume, overwrite=overwrite)  # before any work; files come last
+        self._held = contextlib.ExitStack()  # the run directory's lock, released when fit() ends
+        try:
+            self._init(recipe, resume, overwrite)
+        except BaseException:
+            self._release()
+            raise
+
+    def _lock(self, resume: bool, overwrite: bool) -> None:
+        """Hold the run directory's lock (rank 0), then check the directory: a second trainer is refused."""
+        if resume or not self.main:
+            check_run_dir(self.run_dir, resume=resume, overwrite=overwrite)
+        if not self.main:
+            return
+        created = not self.run_dir.exists()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if created:  # a run that fails before writing anything leaves no directory behind
+            self._held.callback(self._remove_if_empty)
+        self._held.enter_context(exclusive(self.run_dir, LOCK, "training"))
+        check_run_dir(self.run_dir, resume=resume, overwrite=overwrite)
+        for folder in (self.run_dir, self.run_dir / CKPT_DIR):
+            remove_stale_temps(folder)  # a killed process's half-written files; no live writer: we hold the lock
+
+    def _remove_if_empty(self) -> None:
+        if self.run_dir.is_dir() and all(p.name == LOCK for p in self.run_dir.iterdir()):
+            (self.run_dir / LOCK).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self.run_dir.rmdir()
+
+    def _release(self) -> None:
+        self._held.close()
+
+    def _init(self, recipe: Recipe, resume: bool, overwrite: bool) -> None:
+        self._lock(resume, overwrite)  # before any work; files come last
         if self.device.type == "cpu":
             keep_freed_memory()  # no page faults on every step's activations (swinrmt.runtime)
         if recipe.cpu_threads and self.device.type == "cpu":
@@ -97,6 +143,8 @@ class Trainer:
         # Pre-clip gradient norms since the last step record: sum, max, clipped steps, steps (kept on the device,
         # read only when a record is written, so no step waits on a host sync).
         self.grad_stats = torch.zeros(4, dtype=torch.float64, device=self.device)
+        # First step whose loss was not finite (-1: none yet), kept on the device: checking costs no host sync.
+        self.first_bad_step = torch.full((), -1, dtype=torch.int64, device=self.device)
         self.best = {"top1": -1.0, "epoch": -1}
         self._probe: torch.Tensor | None = None  # the attention-health probe images (rank 0, built at first use)
         self.last_eval: dict[str, Any] = {}  # test_* metrics of the last evaluated epoch
@@ -189,6 +237,7 @@ class Trainer:
         return s.tolist()
 
     def _save(self, names: Sequence[str]) -> None:
+        self._check_finite(weights=True)  # never a checkpoint of a diverged run
         meta = self._meta()  # collectives inside: every rank calls _save, rank 0 writes
         if self.main:
             for name in names:
@@ -199,9 +248,10 @@ class Trainer:
 
     def _resume(self) -> None:
         path = self.run_dir / CKPT_DIR / "last.safetensors"
-        ckpt = load_checkpoint(path)
+        ckpt = load_checkpoint(path, verify=True)
         m = ckpt.meta
         check_same_model(m["model"], self.spec, path)
+        self._check_same_protocol(m, path)
         load_weights(self.model, ckpt.tensors("model"), m["model"], self.spec, path)
         if self.ema is not None:
             if ckpt.has("ema"):
@@ -226,6 +276,38 @@ class Trainer:
             print(f"resuming {self.run_dir} at epoch {self.epoch + 1}, batch {self.batch_in_epoch}/"
                   f"{self.steps_per_epoch} (step {self.step}); dropped {dropped} metric line(s) written after the "
                   "checkpoint", file=sys.stderr, flush=True)
+
+    def _check_same_protocol(self, m: dict[str, Any], path: Path) -> None:
+        """A resume continues the run it resumes: a recipe change beyond RESUMABLE_KEYS (batch size, learning rate,
+        epochs, ...) would leave a record (config.yaml, the checkpoint) that no longer says how the run trained."""
+        saved, now = _flat(m.get("recipe", {})), _flat(self.recipe.to_dict())
+        changed = [k for k in now if k in saved and saved[k] != now[k] and k not in RESUMABLE_KEYS]
+        if changed == ["batch_size"] and self.recipe.batch_size * self.dist.world_size == m.get("global_batch"):
+            return  # another world size with the same global batch: the same protocol
+        if changed:
+            k = changed[0]
+            raise ValueError(f"cannot resume {self.run_dir} with {k}={now[k]!r}: the run trained with {k}="
+                             f"{saved[k]!r} ({len(changed)} key(s) changed), and a resume continues the same "
+                             f"protocol; only {', '.join(RESUMABLE_KEYS)} may change. Start a new run (--out) instead")
+
+    def _check_finite(self, weights: bool = False) -> None:
+        """Raise DivergedError if a loss so far (or, with `weights`, a weight) is not finite; every rank agrees.
+        One host sync: called at log records and before checkpoints only."""
+        flags = [(self.first_bad_step >= 0).double(), self.first_bad_step.clamp(min=0).double()]
+        if weights:
+            params = list(self.model.parameters()) + (list(self.ema.module.parameters()) if self.ema else [])
+            flags.append((~torch.stack([torch.isfinite(p).all() for p in params]).all()).double())
+        vals = torch.stack(flags)
+        distributed.all_reduce_sum_(vals)
+        v = vals.tolist()
+        if v[0] > 0:
+            step = int(v[1] / v[0])
+            epoch = (step - 1) // self.steps_per_epoch + 1
+            raise DivergedError(f"training diverged: the loss is not finite at step {step} (epoch {epoch}); stopped "
+                                "without writing a checkpoint (lower optim.lr or set optim.clip_grad_norm)")
+        if weights and v[2] > 0:
+            raise DivergedError(f"training diverged: the weights are not finite at step {self.step}; stopped without "
+                                "writing a checkpoint (lower optim.lr or set optim.clip_grad_norm)")
 
     # -- steps ---------------------------------------------------------------------------------------------------
     def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -253,6 +335,8 @@ class Trainer:
             self.ema.update(self.model)
         self.step += 1
         loss = loss.detach()
+        bad = ~torch.isfinite(loss) & (self.first_bad_step < 0)
+        self.first_bad_step = torch.where(bad, self.step, self.first_bad_step)  # on the device: no host sync
         self.sums += torch.stack([loss.double() * y.numel(), (logits.argmax(1) == y).sum().double(),
                                   torch.tensor(float(y.numel()), dtype=torch.float64, device=self.device)])
         return loss
@@ -271,6 +355,7 @@ class Trainer:
         s.copy_(torch.stack([s[0] + norm, torch.maximum(s[1], norm), s[2] + clipped, s[3] + 1]))
 
     def _log_step(self, loss: torch.Tensor, bar: tqdm, images: int, seconds: float) -> None:
+        self._check_finite()
         vals = torch.cat([loss.double().view(1), self.sums])
         distributed.all_reduce_sum_(vals)
         step_loss, loss_sum, correct, seen = vals.tolist()
@@ -321,6 +406,14 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
+        try:
+            return self._fit()
+        finally:
+            if self.main and hasattr(self, "logger"):
+                self.logger.close()
+            self._release()
+
+    def _fit(self) -> dict[str, Any]:
         r, t_start = self.recipe, time.perf_counter()
         self.model.train()
         while self.epoch < r.epochs:
@@ -331,8 +424,6 @@ class Trainer:
                   "wall_s": time.perf_counter() - t_start, "best_top1": self.best["top1"],
                   "best_epoch": self.best["epoch"] + 1, "threads": torch.get_num_threads(),
                   "train_images": self.step * r.batch_size * self.dist.world_size, **self.last_eval}
-        if self.main:
-            self.logger.close()
         return result
 
     def _train_epoch(self) -> None:
@@ -370,6 +461,7 @@ class Trainer:
 
     def _end_epoch(self) -> None:
         r = self.recipe
+        self._check_finite()
         loss_sum, correct, seen = self._global_sums()
         rec: dict[str, Any] = {"kind": "epoch", "epoch": self.epoch, "step": self.step, "train_loss": loss_sum / seen,
                                "train_top1": 100 * correct / seen, "lr": self.scheduler.lr,
@@ -432,3 +524,13 @@ def load_run_recipe(run_dir: str | Path) -> Recipe:
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no {CONFIG})")
     return Recipe.from_dict(yaml.safe_load(path.read_text()) or {})
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k != "overrides" and k != "aug":
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -267,6 +268,10 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+class _NotFinite(ValueError):
+    """A float key given inf or nan (kept as its own message under `float | None`)."""
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if dataclasses.is_dataclass(tp):
@@ -280,6 +285,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if len(inner) == 1:
             try:
                 return _coerce(value, inner[0], key)
+            except _NotFinite:
+                raise
             except ValueError:
                 pass
     elif origin is Literal:
@@ -298,13 +305,18 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # PyYAML reads `1e-3` (no dot) as a string
+            number = float(value)
+        elif isinstance(value, str):  # PyYAML reads `1e-3` (no dot) as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
+        if number is not None:
+            if not math.isfinite(number):  # inf / nan pass every `> 0` check and train to NaN
+                raise _NotFinite(f"recipe key '{key}': value {value!r} must be a finite number")
+            return number
     elif tp is str:
         if isinstance(value, str):
             return value

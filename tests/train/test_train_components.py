@@ -195,7 +195,7 @@ def test_failed_save_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch):
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(ckpt_mod, "save_file", boom)
+    monkeypatch.setattr(ckpt_mod, "save", boom)
     with pytest.raises(OSError):
         save_checkpoint(path, model=net.state_dict(), meta={"epoch": 2})
     assert load_checkpoint(path).meta["epoch"] == 1
