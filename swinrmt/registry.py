@@ -122,7 +122,7 @@ def create_model(
     model.default_cfg = {**cfg, **{k: kwargs[k] for k in ("num_classes", "img_size", "in_chans")}}
     model.pretrained_cfg = model.default_cfg
     model.model_name = name
-    model.model_overrides = dict(overrides)
+    model.model_overrides = {k: v for k, v in overrides.items() if k not in ("device", "dtype")}  # not config
     if features_only:
         from .models.features import FeatureExtractor
 

@@ -18,6 +18,13 @@ if os.environ.get("SWINRMT_TEST_KERNEL_FLAGS"):
         policy.current(), kernel_flags=tuple(os.environ["SWINRMT_TEST_KERNEL_FLAGS"].split())))
 
 
+def pytest_configure(config):
+    # the marks of timm's own model battery (tests/test_timm_models.py collects its test functions); inert here
+    for mark in ("base", "cfg", "cfg_nonstd", "forward", "backward", "features", "fxforward", "fxbackward",
+                 "torchscript", "timeout"):
+        config.addinivalue_line("markers", f"{mark}: timm's model-battery mark (tests/test_timm_models.py)")
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.fx
 import torch.nn.functional as F
 
 from ..layers import rotary
@@ -105,3 +106,13 @@ def flat_rotary_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bia
         return attention(q, k, v, bias, rotary=rotary.folded_rotary(n, d, q.dtype, q.device))
     sin, cos = rotary.rotary_tables(n, d, q.dtype, q.device)
     return attention(rotate(q, sin, cos), rotate(k, sin, cos), v, bias)
+
+
+# torch.fx: every function above picks its route from shapes, dtypes, devices and the policy, which a symbolic trace
+# cannot branch on. Wrapped, a trace (torch.fx.symbolic_trace, timm's and torchvision's feature extraction) records each
+# call as one node that runs the function itself, so a traced model takes the routes the eager one takes. The wrap only
+# patches these names while a trace runs: eager calls are the plain functions.
+for _name in ("attention", "axial_attention", "conv_bn", "depthwise_conv", "ffn_hidden", "flat_rotary_attention",
+              "head_rms_norm", "linear", "rotate", "sigmoid_gate", "swiglu"):
+    torch.fx.wrap(_name)
+del _name

@@ -6,10 +6,13 @@ comparison between them isolates the token mixer. Internally activations are cha
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import inspect
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
+import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
@@ -47,6 +50,58 @@ def _per_stage(value: Any, name: str) -> tuple:
             raise ValueError(f"{name} needs 4 per-stage values, got {len(value)}: {value}")
         return tuple(value)
     return (value,) * 4
+
+
+def factory_kwargs(init: Callable[..., None]) -> Callable[..., None]:
+    """Give a model constructor timm's factory arguments: `device=` and `dtype=` (both None by default).
+
+    The model is built inside `torch.device(device)`, so every parameter and buffer is created there (on "meta" none
+    allocates memory; load weights later with `load_state_dict(..., assign=True)` or `to_empty`), then its floating
+    point tensors are cast to `dtype`. With neither given the constructor runs exactly as before.
+    """
+
+    @functools.wraps(init)
+    def wrapper(self, *args: Any, device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+                **kwargs: Any) -> None:
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(f"dtype must be a floating point torch.dtype, got {dtype!r}")
+        with torch.device(device) if device is not None else contextlib.nullcontext():
+            init(self, *args, **kwargs)
+        if dtype is not None:
+            self.to(dtype=dtype)
+
+    sig = inspect.signature(init)
+    params = [p for p in sig.parameters.values() if p.kind != p.VAR_KEYWORD]
+    extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None) for n in ("device", "dtype")]
+    var_kw = [p for p in sig.parameters.values() if p.kind == p.VAR_KEYWORD]
+    wrapper.__signature__ = sig.replace(parameters=params + extra + var_kw)
+    return wrapper
+
+
+def _like(module: nn.Module) -> dict[str, Any]:
+    """device= and dtype= of a module's first floating point parameter (for layers built after construction)."""
+    for p in module.parameters():
+        if p.is_floating_point():
+            return {"device": p.device, "dtype": p.dtype}
+    return {}
+
+
+def check_image_batch(x: torch.Tensor, in_chans: int) -> None:
+    """One-line ValueError unless x is a (B, in_chans, H, W) batch. A leaf for torch.fx (it branches on x's shape):
+    a symbolic trace records it as one call, which runs as plain Python in eager mode and in the traced module."""
+    if x.dim() != 4:
+        raise ValueError(f"expected a 4-D image batch (B, {in_chans}, H, W), got shape {tuple(x.shape)}")
+    if x.shape[1] != in_chans:
+        raise ValueError(f"expected {in_chans} input channels (B, {in_chans}, H, W), "
+                         f"got {x.shape[1]} (shape {tuple(x.shape)})")
+
+
+torch.fx.wrap("check_image_batch")
+
+
+def is_empty_batch(x: torch.Tensor) -> bool:
+    """Batch 0, in eager mode. A torch.fx trace (x a Proxy) records the non-empty path: its graph has no branch."""
+    return not isinstance(x, torch.fx.Proxy) and x.dim() == 4 and x.shape[0] == 0
 
 
 def _linspace(stop: float, n: int) -> list[float]:
@@ -111,11 +166,7 @@ class BackboneAPI(nn.Module):
     global_pool: str = "avg"
 
     def check_input(self, x: torch.Tensor) -> None:
-        if x.dim() != 4:
-            raise ValueError(f"expected a 4-D image batch (B, {self.in_chans}, H, W), got shape {tuple(x.shape)}")
-        if x.shape[1] != self.in_chans:
-            raise ValueError(f"expected {self.in_chans} input channels (B, {self.in_chans}, H, W), "
-                             f"got {x.shape[1]} (shape {tuple(x.shape)})")
+        check_image_batch(x, self.in_chans)
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -141,7 +192,7 @@ class BackboneAPI(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Unpooled last-stage features, NCHW (B, num_features, H/32, W/32)."""
         self.check_input(x)
-        if x.shape[0] == 0:
+        if is_empty_batch(x):
             return self._on_empty_batch(self.forward_features, x)
         x = self.stem(x)
         for stage in self.stages:
@@ -166,7 +217,7 @@ class BackboneAPI(nn.Module):
         """timm's API: stage outputs at `indices` (an int n means the last n stages), plus the final features."""
         check_choice("output_fmt", output_fmt, ("NCHW", "NHWC"))
         self.check_input(x)
-        if x.shape[0] == 0:
+        if is_empty_batch(x):
             return self._on_empty_batch(lambda z: self.forward_intermediates(
                 z, indices, norm=norm, stop_early=stop_early, output_fmt=output_fmt,
                 intermediates_only=intermediates_only), x)
@@ -203,15 +254,19 @@ class BackboneAPI(nn.Module):
         return save_pretrained(self, save_directory, overwrite=overwrite, **metadata)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 4 and x.shape[0] == 0:
+        if is_empty_batch(x):
             self.check_input(x)
             return self._on_empty_batch(self.forward, x)
         return self.forward_head(self.forward_features(x))
 
 
 class RMTBackbone(BackboneAPI):
-    """RMT macro with a pluggable mixer. `mixer_options` reach every mixer (e.g. gate="headwise", norm="rowsum")."""
+    """RMT macro with a pluggable mixer. `mixer_options` reach every mixer (e.g. gate="headwise", norm="rowsum").
 
+    `device=` / `dtype=` (timm's factory arguments, see `factory_kwargs`) place every parameter and buffer.
+    """
+
+    @factory_kwargs
     def __init__(self, mixer: str = "masa", num_classes: int = 1000, img_size: int | Sequence[int] = 224,
                  in_chans: int = 3, embed_dims: Sequence[int] = (64, 128, 256, 512),
                  depths: Sequence[int] = (2, 2, 8, 2), num_heads: Sequence[int] = (4, 4, 8, 16),
@@ -287,7 +342,9 @@ class RMTBackbone(BackboneAPI):
             check_choice("global_pool", global_pool, GLOBAL_POOLS)
             self.global_pool = global_pool
         self.num_classes = num_classes
-        self.head = Linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
+        # the new head joins the model where it is: same device, dtype and train / eval mode
+        self.head = (Linear(self.head_hidden_size, num_classes, **_like(self)) if num_classes > 0
+                     else nn.Identity()).train(self.training)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """NCHW features -> logits (or the pooled `head_hidden_size` vector with pre_logits=True).

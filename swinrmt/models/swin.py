@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
+import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -17,7 +18,30 @@ from ..layers.linear import Linear
 from ..layers.mixers import WindowMSA
 from ..registry import register_model
 from ..layers.options import check_choice
-from .backbone import GLOBAL_POOLS, BackboneAPI, Stage, _init_weights, _linspace, _per_stage, default_geometry
+from .backbone import (GLOBAL_POOLS, BackboneAPI, Stage, _init_weights, _like, _linspace, _per_stage, default_geometry,
+                       factory_kwargs)
+
+
+def pad_to_multiple(x: torch.Tensor, patch: int) -> torch.Tensor:
+    """Zero-pad an NCHW map at the bottom / right to a multiple of `patch`."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % patch, (-w) % patch
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph))
+    return x
+
+
+def pad_to_even(x: torch.Tensor) -> torch.Tensor:
+    """Zero-pad a (B, H, W, C) map at the bottom / right to even H and W (for 2x2 patch merging)."""
+    h, w = x.shape[1:3]
+    if h % 2 or w % 2:
+        x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
+    return x
+
+
+# torch.fx: the padding decisions branch on the map size, so a symbolic trace records each call as one node.
+torch.fx.wrap("pad_to_multiple")
+torch.fx.wrap("pad_to_even")
 
 
 class PatchEmbed(nn.Module):
@@ -28,11 +52,7 @@ class PatchEmbed(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        ph, pw = (-h) % self.patch, (-w) % self.patch
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph))
-        return self.norm(self.proj(x).permute(0, 2, 3, 1))
+        return self.norm(self.proj(pad_to_multiple(x, self.patch)).permute(0, 2, 3, 1))
 
 
 class PatchMerging(nn.Module):
@@ -45,8 +65,7 @@ class PatchMerging(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, c = x.shape
-        if h % 2 or w % 2:
-            x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
+        x = pad_to_even(x)
         x = x.reshape(b, x.shape[1] // 2, 2, x.shape[2] // 2, 2, c).permute(0, 1, 3, 4, 2, 5).flatten(3)
         return self.reduction(self.norm(x))
 
@@ -76,6 +95,7 @@ class SwinBlock(nn.Module):
 
 
 class SwinTransformer(BackboneAPI):
+    @factory_kwargs
     def __init__(self, num_classes: int = 1000, img_size: int | Sequence[int] = 224, in_chans: int = 3,
                  embed_dim: int = 96, depths: Sequence[int] = (2, 2, 6, 2), num_heads: Sequence[int] = (3, 6, 12, 24),
                  window_size: int | None = None, patch_size: int | None = None, mlp_ratio: float = 4.0,
@@ -115,7 +135,9 @@ class SwinTransformer(BackboneAPI):
             check_choice("global_pool", global_pool, GLOBAL_POOLS)
             self.global_pool = global_pool
         self.num_classes = num_classes
-        self.head = Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        # the new head joins the model where it is: same device, dtype and train / eval mode
+        self.head = (Linear(self.num_features, num_classes, **_like(self)) if num_classes > 0
+                     else nn.Identity()).train(self.training)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         if not self.global_pool:  # timm's global_pool="": keep the map, classify per position

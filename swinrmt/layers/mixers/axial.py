@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -200,9 +201,9 @@ class AxialMixer(nn.Module):
         heads, d = self.num_heads, self.head_dim
         q, k = self.project_qk(x)
         v = self.value(x)
-        gh, gw = self.geometry(h, w)
-        tw = self.pass_tables(gw, "w", q.dtype, q.device)  # the width pass's decay, bias and masks
-        th = self.pass_tables(gh, "h", q.dtype, q.device)
+        gh, gw = mixer_geometry(self, h, w)
+        tw = mixer_pass_tables(self, gw, "w", q.dtype, q.device)  # the width pass's decay, bias and masks
+        th = mixer_pass_tables(self, gh, "h", q.dtype, q.device)
         y = kernels.axial_attention(self, q, k, v.view(b, h, w, heads, d), gh, gw, tw, th)  # = self.attention(...)
         if self.lce is not None:
             y = self.lce(v, y)  # + LCE(V)
@@ -273,6 +274,23 @@ def qk_norms(head_dim: int, on: bool) -> tuple[nn.Module | None, nn.Module | Non
     if not on:
         return None, None
     return nn.RMSNorm(head_dim, eps=1e-6), nn.RMSNorm(head_dim, eps=1e-6)
+
+
+def mixer_geometry(mixer: AxialMixer, h: int, w: int) -> tuple[AxisGeometry, AxisGeometry]:
+    """`mixer.geometry(h, w)`; with `mixer_pass_tables`, a leaf for torch.fx (see the end of this module)."""
+    return mixer.geometry(h, w)
+
+
+def mixer_pass_tables(mixer: AxialMixer, geo: AxisGeometry, axis: str, dtype: torch.dtype,
+                      device: torch.device) -> PassTables:
+    """`mixer.pass_tables(geo, axis, dtype, device)` (the cached decay, bias and mask tables of one pass)."""
+    return mixer.pass_tables(geo, axis, dtype, device)
+
+
+# torch.fx: the window geometry and the table caches branch on the map size, so a symbolic trace records each of these
+# calls as one node (plain calls in eager mode).
+torch.fx.wrap("mixer_geometry")
+torch.fx.wrap("mixer_pass_tables")
 
 
 def softmax_decay_tables(mixer: AxialMixer, geo, axis: str, dtype, device) -> PassTables:

@@ -8,6 +8,7 @@ by a fixed sinusoidal code of the flattened position (`rotary="flat"`, on by def
 from __future__ import annotations
 
 import torch
+import torch.fx
 import torch.nn as nn
 
 from ... import kernels
@@ -19,6 +20,8 @@ from ..options import check_choice
 from ..rotary import rotary_tables
 from .axial import qk_norms
 from .retention import RetentionMixer
+
+torch.fx.wrap("cached_log_decay_2d")  # torch.fx: the table cache branches on the map size; one node in a trace
 
 
 class MaSADecomposed(RetentionMixer):

@@ -7,14 +7,15 @@ lets zero padding take part in attention; we do not). Windows adapt per axis to 
 from __future__ import annotations
 
 import torch
+import torch.fx
 import torch.nn as nn
 
 from ... import kernels
 from .._cache import cached
 from ..health import HealthSums, row_health
 from ..linear import Linear
-from ..windows import (axis_geometry, crop_and_unroll, real_window_queries, roll_and_pad, window_allowed_2d,
-                       window_partition, window_reverse)
+from ..windows import (AxisGeometry, axis_geometry, crop_and_unroll, real_window_queries, roll_and_pad,
+                       window_allowed_2d, window_partition, window_reverse)
 from .axial import NEG
 
 
@@ -25,6 +26,31 @@ def relative_position_index(mh: int, mw: int, m: int, device: torch.device | Non
     dy = ys[:, None] - ys[None, :] + m - 1
     dx = xs[:, None] - xs[None, :] + m - 1
     return dy * (2 * m - 1) + dx
+
+
+def window_geometry(h: int, w: int, window_size: int, shift: bool) -> tuple[AxisGeometry, AxisGeometry]:
+    """The (rows, columns) geometry of an h x w map cut into shifted windows."""
+    return axis_geometry(h, window_size, shift), axis_geometry(w, window_size, shift)
+
+
+def cached_relpos_index(gh: AxisGeometry, gw: AxisGeometry, m: int, device: torch.device) -> torch.Tensor:
+    """`relative_position_index` of the (gh.window x gw.window) windows into a (2m-1)^2 table, built once per key."""
+    return cached(("relpos_index", gh.window, gw.window, m, device),
+                  lambda: relative_position_index(gh.window, gw.window, m, device))
+
+
+def cached_window_mask(gh: AxisGeometry, gw: AxisGeometry, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(nWin, 1, N, N) additive mask: 0 where a query may use a key, NEG elsewhere (shift regions, padding)."""
+    return cached(("swin_mask", gh, gw, dtype, device),
+                  lambda: torch.where(window_allowed_2d(gh, gw, device), 0.0, NEG).to(dtype)[:, None])
+
+
+# torch.fx: the geometry, padding, window layouts and table caches branch on the map size, so a symbolic trace records
+# each call as one node (plain calls in eager mode).
+for _name in ("window_geometry", "cached_relpos_index", "cached_window_mask", "roll_and_pad", "window_partition",
+              "window_reverse", "crop_and_unroll"):
+    torch.fx.wrap(_name)
+del _name
 
 
 class WindowMSA(nn.Module):
@@ -43,18 +69,14 @@ class WindowMSA(nn.Module):
         """q, k, v (B, nWin, heads, N, d) of the rolled, padded windows, their bias (relative position + mask) and
         geometry."""
         b, h, w, c = x.shape
-        gh = axis_geometry(h, self.window_size, self.shift)
-        gw = axis_geometry(w, self.window_size, self.shift)
+        gh, gw = window_geometry(h, w, self.window_size, self.shift)
         win = window_partition(roll_and_pad(x, gh, gw), gh, gw)  # (B, nWin, N, C)
         n = gh.window * gw.window
         qkv = self.qkv(win).view(b, -1, n, 3, self.num_heads, self.head_dim).permute(3, 0, 1, 4, 2, 5)
         q, k, v = qkv.unbind(0)
-        idx = cached(("relpos_index", gh.window, gw.window, self.window_size, x.device),
-                     lambda: relative_position_index(gh.window, gw.window, self.window_size, x.device))
+        idx = cached_relpos_index(gh, gw, self.window_size, x.device)
         rel = self.relative_position_bias_table[idx.reshape(-1)].view(n, n, self.num_heads).permute(2, 0, 1)
-        mask = cached(("swin_mask", gh, gw, x.dtype, x.device),
-                      lambda: torch.where(window_allowed_2d(gh, gw, x.device), 0.0, NEG).to(x.dtype)[:, None])
-        return q, k, v, rel.to(q.dtype) + mask, gh, gw
+        return q, k, v, rel.to(q.dtype) + cached_window_mask(gh, gw, x.dtype, x.device), gh, gw
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, c = x.shape
