@@ -229,14 +229,28 @@ class Trainer:
 
     # -- steps ---------------------------------------------------------------------------------------------------
     def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self._device_step(x, y, self._host_step(x, y))
+
+    def _host_step(self, x: torch.Tensor, y: torch.Tensor) -> Any:
+        """The step's host-side part: the label check of a batch still on the host (a device-resident split was
+        checked whole at load time) and this step's mixup draws (a CPU generator); returns the mixup plan or None."""
         r = self.recipe
-        check_labels(y, self.num_classes)
+        if y.device.type == "cpu":
+            check_labels(y, self.num_classes)
         torch.manual_seed(mix_seed(r.seed, DROPOUT_STREAM, self.dist.rank, self.step))  # dropout / drop-path stream
+        if self.mixup is None:
+            return None
+        g = torch.Generator().manual_seed(mix_seed(r.seed, MIXUP_STREAM, self.epoch, self.step, self.dist.rank))
+        return self.mixup.plan(g, tuple(x.shape[-2:]))
+
+    def _device_step(self, x: torch.Tensor, y: torch.Tensor, mix_plan: Any) -> torch.Tensor:
+        """The rest of the step, free of host syncs (tests/train/test_host_syncs.py): the batch moves to the device
+        (from pinned memory, asynchronously) and mixup / cutmix run there."""
+        r = self.recipe
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         target: torch.Tensor = y
         if self.mixup is not None:
-            g = torch.Generator().manual_seed(mix_seed(r.seed, MIXUP_STREAM, self.epoch, self.step, self.dist.rank))
-            x, target = self.mixup(x, y, g)
-        x, y, target = (t.to(self.device, non_blocking=True) for t in (x, y, target))
+            x, target = self.mixup.apply(x, y, mix_plan)
         with autocast(self.device, r.precision):
             logits = self.train_module(x)
         logits = logits.float()
@@ -253,8 +267,9 @@ class Trainer:
             self.ema.update(self.model)
         self.step += 1
         loss = loss.detach()
-        self.sums += torch.stack([loss.double() * y.numel(), (logits.argmax(1) == y).sum().double(),
-                                  torch.tensor(float(y.numel()), dtype=torch.float64, device=self.device)])
+        n = y.shape[0]  # a host int: counting images on the host is no sync, copying the count to the device is
+        self.sums += torch.stack([loss.double() * n, (logits.argmax(1) == y).sum().double(),
+                                  torch.full((), float(n), dtype=torch.float64, device=self.device)])
         return loss
 
     def _clip_and_track_grad_norm(self, clip: float | None) -> None:
