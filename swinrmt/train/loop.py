@@ -23,7 +23,7 @@ from ..data.sampling import mix_seed
 from ..atomic import write_json, write_text
 from ..models.health import attention_health
 from ..runtime import keep_freed_memory
-from . import distributed
+from . import cuda_settings, distributed
 from .builders import (DROPOUT_STREAM, MIXUP_STREAM, autocast, build_model, check_labels, load_split, make_loader,
                        model_norm_stats, model_spec, warn)
 from .checkpoint import CKPT_DIR, check_same_model, load_checkpoint, load_weights, save_checkpoint
@@ -89,6 +89,7 @@ class Trainer:
             keep_freed_memory()  # no page faults on every step's activations (swinrmt.runtime)
         if recipe.cpu_threads and self.device.type == "cpu":
             torch.set_num_threads(recipe.cpu_threads)  # train() restores the caller's setting
+        self.cuda_saved = cuda_settings.apply(recipe.cuda, self.device)  # TF32, determinism; train() restores
         self.recipe = self._setup_data(recipe)
         self._setup_model()
         # Position and running sums; a resume overwrites them.
@@ -432,12 +433,13 @@ def train(recipe: Recipe | None, out_dir: str | Path, *, resume: bool = False, o
         if not resume:
             raise ValueError("train(recipe=None) is only meaningful with resume=True")
         recipe = load_run_recipe(out_dir)
-    owns_group, threads = not distributed.is_initialized(), torch.get_num_threads()
+    owns_group, threads, cuda_saved = not distributed.is_initialized(), torch.get_num_threads(), cuda_settings.state()
     try:
         return Trainer(recipe, out_dir, resume=resume, overwrite=overwrite, device=device, progress=progress,
                        loader_factory=loader_factory, step_callback=step_callback).fit()
     finally:
         torch.set_num_threads(threads)
+        cuda_settings.restore(cuda_saved)
         if owns_group:
             distributed.cleanup()
 
