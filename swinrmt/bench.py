@@ -283,6 +283,7 @@ def _machine_info(device: torch.device) -> dict[str, Any]:
         pass
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
+        info["matmul_tf32"], info["cudnn_tf32"] = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     try:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
@@ -301,8 +302,12 @@ def run_bench(models: Sequence[str] = DEFAULT_MODELS, img_size: int = 64, batch:
               warmup: int = 2, device: str = "cpu", compile: bool = False, memory: bool = True, mem_steps: int = 2,
               num_classes: int = 100, model_kwargs: dict | None = None, baseline: str | None = None,
               threads: int | None = None, reference: bool = False, log=print,
-              on_group: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+              on_group: Callable[[dict[str, Any]], None] | None = None, tf32: bool = True) -> dict[str, Any]:
     """Benchmark every (mode, precision, model); returns the JSON-ready report (see module docstring).
+
+    `tf32`: on CUDA, float32 matmuls and cuDNN convolutions on TF32 tensor cores (the recipes' default `cuda.tf32`,
+    `swinrmt.train.cuda_settings`), or both strict IEEE float32; recorded in the report's config and machine info.
+    No effect on CPU (recorded as null there).
 
     `on_group(report)` is called after each (precision, mode) group with the report so far (`"complete": False`), so a
     caller can save what is finished before a long run is cut off."""
@@ -325,9 +330,17 @@ def run_bench(models: Sequence[str] = DEFAULT_MODELS, img_size: int = 64, batch:
         keep_freed_memory()  # what the trainer runs under (see swinrmt.runtime)
     from . import kernels
 
-    with kernels.reference() if reference else nullcontext():  # --reference-path: plain PyTorch code
-        return _run_bench(models, img_size, batch, modes, precisions, steps, warmup, dev, compile, memory, mem_steps,
-                          num_classes, model_kwargs, baseline, reference, log, on_group)
+    from types import SimpleNamespace
+
+    from .train import cuda_settings
+
+    saved = cuda_settings.apply(SimpleNamespace(tf32=tf32, deterministic=False), dev)
+    try:
+        with kernels.reference() if reference else nullcontext():  # --reference-path: plain PyTorch code
+            return _run_bench(models, img_size, batch, modes, precisions, steps, warmup, dev, compile, memory,
+                              mem_steps, num_classes, model_kwargs, baseline, reference, log, on_group)
+    finally:
+        cuda_settings.restore(saved)
 
 
 def _run_bench(models, img_size, batch, modes, precisions, steps, warmup, dev, compile, memory, mem_steps,
@@ -338,6 +351,7 @@ def _run_bench(models, img_size, batch, modes, precisions, steps, warmup, dev, c
         "precisions": list(precisions), "steps": steps, "warmup": warmup, "compile": compile,
         "num_classes": num_classes, "model_kwargs": model_kwargs or {}, "baseline": baseline,
         "fast_path": not reference, "cpu_allocator": allocator_name(),
+        "tf32": torch.backends.cuda.matmul.allow_tf32 if dev.type == "cuda" else None,
         "memory_method": ("torch.cuda.max_memory_allocated over the warm-up steps - allocated before"
                           if dev.type == "cuda" else
                           "fresh child process: ru_maxrss after steps - RSS before the first step"),
@@ -473,6 +487,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--compile", action="store_true", help="torch.compile the models")
+    p.add_argument("--tf32", choices=("on", "off"), default="on",
+                   help="CUDA: float32 matmuls and convs on TF32 tensor cores (default on, as the recipes); off: IEEE")
     p.add_argument("--stem-stride", type=int, default=None, choices=(2, 4),
                    help="override the stem stride (4 = the public RMT code's layout at any size)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -501,7 +517,7 @@ def run(args: argparse.Namespace) -> int:
     save = (lambda report: write_json(args.out, report)) if args.out else None
     report = run_bench(args.models, args.img_size, args.batch, args.mode, args.precision, args.steps, args.warmup,
                        args.device, args.compile, not args.no_memory, args.mem_steps, args.num_classes, kw,
-                       args.baseline, args.threads, args.reference_path, on_group=save)
+                       args.baseline, args.threads, args.reference_path, on_group=save, tf32=args.tf32 == "on")
     print(format_table(report).splitlines()[-1])
     if save:
         save(report)

@@ -32,7 +32,8 @@ PLAN = "compare.json"
 RESULT = "result.json"
 LOCK = ".compare.lock"
 #: Recipe keys that change speed, not results: runs that differ only in them belong to one protocol.
-SPEED_ONLY = ("cpu_threads", "data.num_workers", "data.decode_cache")
+SPEED_ONLY = ("cpu_threads", "data.num_workers", "data.decode_cache",
+              "cuda.tf32", "cuda.deterministic")  # how a CUDA run does the arithmetic (none on CPU), per run
 
 
 # -- statistics -------------------------------------------------------------------------------------------------------

@@ -177,6 +177,15 @@ def resolve(args: argparse.Namespace) -> Settings:
         data = next((str(c) for c in DATA_CANDIDATES if c.exists()), str(DATA_CANDIDATES[0]))
     if data is not None and not Path(data).expanduser().exists():
         raise UsageError(f"dataset not found: {data} (pass --data PATH or set RUN_GPU_DATA)")
+    if not test and args.device != "cpu":
+        import torch
+
+        from swinrmt.train.distributed import cuda_absence
+
+        if not torch.cuda.is_available():  # never fall back to a silent full-recipe run on the CPU
+            raise UsageError(f"no CUDA device: {cuda_absence()} ({sys.executable}); run_gpu trains on a GPU "
+                             "(set PYTHON to an interpreter with a CUDA build of torch; --test for the CPU check, "
+                             "--device cpu to train on the CPU anyway)")
     overrides = [*TEST_OVERRIDES] if test else []
     if data is None:
         overrides += ["data.name=digits", "data.root=null"]

@@ -12,15 +12,30 @@
 #
 # Environment: RUN_GPU_DATA (dataset archive; default ../shared/data/tiny-imagenet-100.tar.gz, searched at
 # /work/shared/data, <repo>/../shared/data and <repo>/shared/data), RUN_GPU_BUDGET_S (seconds), RUN_GPU_TEST=1,
-# PYTHON (interpreter; default <repo>/.venv/bin/python if present, else python3). Rerunning the same command skips
-# finished runs and resumes the ones stopped at the deadline. Exit code: 0 all trained runs fine, 1 a run failed,
-# 2 a bad argument or input (one line on stderr).
+# PYTHON (interpreter; default: the first of <repo>/.venv/bin/python and python3 whose torch sees a GPU). Rerunning
+# the same command skips finished runs and resumes the ones stopped at the deadline. Exit code: 0 all trained runs
+# fine, 1 a run failed, 2 a bad argument or input, or no GPU outside --test / --device cpu (one line on stderr).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 PY=${PYTHON:-}
 if [[ -z $PY ]]; then
-  if [[ -x $REPO/.venv/bin/python ]]; then PY=$REPO/.venv/bin/python; else PY=python3; fi
+  # The first of <repo>/.venv/bin/python and python3 whose torch sees a GPU (a repository .venv often holds the CPU
+  # wheel); in --test mode, or when none does, the .venv if present. Without a GPU, run_gpu.py then stops with one
+  # line (exit 2) unless --test or --device cpu: the full recipe never trains on the CPU by accident.
+  CANDIDATES=()
+  [[ -x $REPO/.venv/bin/python ]] && CANDIDATES+=("$REPO/.venv/bin/python")
+  command -v python3 >/dev/null 2>&1 && CANDIDATES+=(python3)
+  TEST_MODE=${RUN_GPU_TEST:-0}
+  for a in "$@"; do [[ $a == --test ]] && TEST_MODE=1; done
+  if [[ $TEST_MODE != 1 ]]; then
+    for c in "${CANDIDATES[@]}"; do
+      if "$c" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1; then
+        PY=$c; break
+      fi
+    done
+  fi
+  PY=${PY:-${CANDIDATES[0]:-python3}}
 fi
 export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 exec "$PY" "$HERE/run_gpu.py" "$@"

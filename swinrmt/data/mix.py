@@ -83,28 +83,48 @@ class MixupCutmix:
         x0, x1 = max(cx - cw // 2, 0), min(cx + cw // 2, w)
         return y0, y1, x0, x1
 
+    def plan(self, generator: torch.Generator, size: tuple[int, int]) -> tuple[float, tuple[int, int, int, int] | None]:
+        """This batch's draws, on the host: (lam, cutmix box (y0, y1, x0, x1) or None) for (H, W) images. Draws
+        from `generator` (a CPU generator) only, the same draws in the same order as `__call__`; nothing here reads a
+        tensor that lives on an accelerator, so `apply` can then mix a batch already on the device without a sync."""
+        lam, cutmix = self._params(generator)
+        if lam >= 1.0 or not cutmix:
+            return lam, None
+        h, w = size
+        y0, y1, x0, x1 = self._box(h, w, lam, generator)
+        return 1.0 - (y1 - y0) * (x1 - x0) / float(h * w), (y0, y1, x0, x1)
+
+    def apply(self, x: torch.Tensor, y: torch.Tensor, plan: tuple[float, tuple[int, int, int, int] | None]
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mix `x` and make the soft targets of labels `y` as `plan` says, on x's device. Only tensor ops with host
+        scalars: no host sync (labels are not range-checked here; `__call__` and the trainer check them on the host,
+        and a split on the device was checked whole when it was loaded)."""
+        target = smooth_one_hot(y, self.num_classes, self.label_smoothing)
+        lam, box = plan
+        if lam >= 1.0:
+            return x, target
+        if box is not None:
+            y0, y1, x0, x1 = box
+            x = x.clone()
+            x[:, :, y0:y1, x0:x1] = x.flip(0)[:, :, y0:y1, x0:x1]
+        else:
+            x = x * lam + x.flip(0) * (1.0 - lam)
+        return x, target * lam + target.flip(0) * (1.0 - lam)
+
     def __call__(
         self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``x``: (B, C, H, W) float, ``y``: (B,) int labels -> (mixed x (a new tensor), (B, K) float targets)."""
+        self.check(x, y)
+        return self.apply(x, y, self.plan(generator, tuple(x.shape[-2:])))
+
+    def check(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Shapes, and labels in range (reads y: on the host, before a batch moves to the device)."""
         if x.ndim != 4 or y.ndim != 1 or x.shape[0] != y.shape[0]:
             raise ValueError(f"expected x (B, C, H, W) and y (B,), got {tuple(x.shape)} and {tuple(y.shape)}")
         if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
             bad = int(y[(y < 0) | (y >= self.num_classes)][0])
             raise ValueError(f"label {bad} out of range [0, {self.num_classes})")
-        target = smooth_one_hot(y, self.num_classes, self.label_smoothing)
-        lam, cutmix = self._params(generator)
-        if lam >= 1.0:
-            return x, target
-        if cutmix:
-            h, w = x.shape[-2:]
-            y0, y1, x0, x1 = self._box(h, w, lam, generator)
-            x = x.clone()
-            x[:, :, y0:y1, x0:x1] = x.flip(0)[:, :, y0:y1, x0:x1]
-            lam = 1.0 - (y1 - y0) * (x1 - x0) / float(h * w)
-        else:
-            x = x * lam + x.flip(0) * (1.0 - lam)
-        return x, target * lam + target.flip(0) * (1.0 - lam)
 
     def __repr__(self) -> str:
         return (

@@ -98,10 +98,13 @@ def axial_attention(mixer, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gh
 def windowed_is_faster(pol: policy.Policy, gh: AxisGeometry, gw: AxisGeometry, q: torch.Tensor) -> bool:
     """Whether the windowed layout beats the fused whole-axis softmax path here (module docstring).
 
-    Measured in eager mode; under torch.compile the fused path is kept (Inductor's lowering of the 6-D windowed SDPA
-    call fails in torch 2.13), and where both whole-axis passes run on the short-attention kernel too.
+    Measured on a CPU in eager mode, so a CPU rule only: off the CPU the whole-axis path (4-D strided views, a
+    broadcast bias: what CUDA's fused SDPA kernels take) is kept. Under torch.compile the fused path is kept too
+    (Inductor's lowering of the 6-D windowed SDPA call fails in torch 2.13), and where both whole-axis passes run on
+    the short-attention kernel.
     """
-    if not pol.windowed_if_two_windows or torch.is_grad_enabled() or torch.compiler.is_compiling():
+    if (not pol.windowed_if_two_windows or q.device.type != "cpu" or torch.is_grad_enabled()
+            or torch.compiler.is_compiling()):
         return False
     if max(gh.num_windows, gw.num_windows) != 2:
         return False

@@ -6,8 +6,9 @@ leaves it as it was on exit, even after an exception. Every field on (`auto`) is
 every route off: the plain PyTorch code the tests hold each route to.
 
 `SWINRMT_KERNELS` picks the starting policy: `auto` (the default), `reference`, `no-cpp` (swinrmt's C++ kernels off,
-everything else on) or `no-onednn` (projections on `F.linear` instead of oneDNN: to compare on a CPU where MKL may be
-the faster GEMM).
+everything else on), `no-onednn` (projections on `F.linear` instead of oneDNN: to compare on a CPU where MKL may be
+the faster GEMM) or `flex` (`auto` with the softmax passes on FlexAttention, `flex.py`: opt-in until measured on a
+GPU).
 """
 from __future__ import annotations
 
@@ -47,6 +48,8 @@ class Policy:
     # autograd and elementwise forms
     lean_gate: bool = True  # the G1 gate's backward from its output (no copy of y kept)
     complex_rotary: bool = True  # rotary as one complex multiply
+    # FlexAttention for the softmax passes (`flex.py`): off until a GPU measurement makes it a default; not in `auto`
+    flex_attention: bool = False
     # the C++ library: sources (None: this package's csrc; an A/B of two revisions' kernels sets another) and flags
     # added to the build's (e.g. ("-mno-avx512f",): the 8-float vectors on an AVX-512 CPU)
     kernel_sources: Path | None = None
@@ -65,6 +68,7 @@ NAMED = {
     "reference": REFERENCE,
     "no-cpp": dataclasses.replace(AUTO, short_attention=False, depthwise=False, pointwise=False),
     "no-onednn": dataclasses.replace(AUTO, onednn_linear=False, conv1x1_grads=False),
+    "flex": dataclasses.replace(AUTO, flex_attention=True),  # the softmax passes on FlexAttention (opt-in)
 }
 
 

@@ -6,16 +6,28 @@ with an attention mask runs 3-10x slower than in float32 (torch 2.13, 2 cores; `
 the same product written as two matmuls and a softmax runs about 2x faster than the float32 kernel. There the
 explicit form is used, with the softmax accumulated in float32 as the fused kernels do. In float32 on CPU, calls over
 short sequences that fit `short_attention` (RMT's row/column passes, its 2-D stages) run on that kernel instead.
+
+Off the CPU (CUDA), every call reaches SDPA as a 4-D problem with a broadcastable 4-D float bias (`fused_layout`),
+the form its fused memory-efficient and cuDNN kernels accept: Swin's 5-D window attention and the 6-D windowed axial
+layout otherwise fall to the math backend, which upcasts bf16 and stores every score. (No call can take the flash
+kernel: it accepts no bias, and every pass here has one.) On the CPU nothing changes (the CPU routes above are
+measured there, and folding would only add copies). The policy's `flex_attention` (off by default) sends
+these calls to FlexAttention instead (`flex.py`).
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 
 from ..layers.rotary import FoldedRotary
+from . import flex, policy
 from . import short_attention as short
 
 LOW_PRECISION = (torch.bfloat16, torch.float16)
+#: device types whose calls go to SDPA in `fused_layout` (tests add "cpu" to check the layouts on a CPU)
+FUSED_LAYOUT_DEVICES = {"cuda"}
 
 
 def biased_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
@@ -34,4 +46,35 @@ def biased_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: to
         if scale != 1.0:  # None: the default d^-1/2
             s = s * (q.shape[-1] ** -0.5 if scale is None else scale)
         return torch.softmax(s + bias, dim=-1, dtype=torch.float32).to(v.dtype) @ v
+    if policy.current().flex_attention and flex.takes(q):
+        return flex.biased_attention(q, k, v, bias, scale)
+    if q.device.type in FUSED_LAYOUT_DEVICES and q.dim() != 4:
+        q4, k4, v4, b4 = fused_layout(q, k, v, bias)
+        y = F.scaled_dot_product_attention(q4, k4, v4, attn_mask=b4, scale=scale)
+        return y.reshape(*q.shape[:-1], v.shape[-1])
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
+
+
+def fused_layout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q, k, v (*batch, N, d) and a bias broadcastable to (*batch, N, M) as one 4-D problem (B', H', N, d) with a
+    (1 or B', H', N, M) bias, the layout a fused SDPA kernel takes: the leading batch dims over which the bias is
+    constant (size 1) fold into B', the rest into H'. The bias is expanded over H' only where it broadcasts inside it
+    (e.g. Swin's (nW, heads, N, N) needs no copy: q (B, nW, heads, N, d) -> (B, nW*heads, N, d), bias
+    (1, nW*heads, N, N)); q, k, v are reshaped (a view where their strides allow)."""
+    *batch, n, _ = q.shape
+    m = k.shape[-2]
+    if len(batch) < 1:
+        raise ValueError(f"attention needs a batch dim: q {tuple(q.shape)}")
+    b = bias.reshape((1,) * (q.dim() - bias.dim()) + tuple(bias.shape))
+    lead = 0
+    while lead < len(batch) - 1 and b.shape[lead] == 1:
+        lead += 1
+    outer = math.prod(batch[:lead])
+    inner = math.prod(batch[lead:])
+    b = b.expand(*b.shape[:lead], *batch[lead:], n, m).reshape(1, inner, n, m)
+
+    def four(t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(outer, inner, t.shape[-2], t.shape[-1])
+
+    return four(q), four(k), four(v), b

@@ -35,11 +35,26 @@ def resolve_device(device: str = "auto", local_rank: int = 0) -> torch.device:
     dev = torch.device(device)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} requested but CUDA is not available (use --device cpu)")
+            raise ValueError(f"device {device!r} requested but CUDA is not available: {cuda_absence()} "
+                             "(use --device cpu)")
+        count = torch.cuda.device_count()
         if dev.index is None:
-            dev = torch.device("cuda", local_rank % torch.cuda.device_count())
+            if local_rank >= count:  # `local_rank % count` would put two ranks on one GPU: NCCL's "duplicate GPU"
+                raise ValueError(f"LOCAL_RANK={local_rank} but only {count} CUDA device(s) are visible to this "
+                                 f"process: start at most {count} process(es) per node (torchrun --nproc-per-node), "
+                                 "or check CUDA_VISIBLE_DEVICES")
+            dev = torch.device("cuda", local_rank)
+        elif dev.index >= count:
+            raise ValueError(f"device {device!r} requested but only {count} CUDA device(s) are visible")
         torch.cuda.set_device(dev)
     return dev
+
+
+def cuda_absence() -> str:
+    """Why torch sees no GPU, in a few words: a CPU-only build, or a CUDA build that finds no device."""
+    if torch.version.cuda is None and getattr(torch.version, "hip", None) is None:
+        return f"this torch ({torch.__version__}) is a CPU-only build"
+    return f"this torch ({torch.__version__}, CUDA {torch.version.cuda}) finds no CUDA device"
 
 
 def setup(device: str = "auto") -> DistInfo:

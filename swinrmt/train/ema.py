@@ -24,12 +24,22 @@ class ModelEma(nn.Module):
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
+        """One lerp of every parameter and one copy of every buffer, each as one multi-tensor (`torch._foreach_*`)
+        call: a fused kernel per group of tensors on CUDA instead of a launch per tensor; on CPU the same per-tensor
+        lerp and copy as before (bit for bit)."""
         d = self.current_decay()
         ema_state = self.module.state_dict()
+        ema_p, model_p, ema_b, model_b = [], [], [], []
         for name, value in model.state_dict().items():
             target = ema_state[name]
             if name in self._param_names:
-                target.lerp_(value.detach().to(target.dtype), 1.0 - d)
+                ema_p.append(target)
+                model_p.append(value.detach().to(target.dtype))
             else:
-                target.copy_(value)
+                ema_b.append(target)
+                model_b.append(value)
+        if ema_p:
+            torch._foreach_lerp_(ema_p, model_p, 1.0 - d)
+        if ema_b:
+            torch._foreach_copy_(ema_b, model_b)
         self.num_updates += 1

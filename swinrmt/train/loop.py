@@ -29,7 +29,7 @@ from ..data.sampling import mix_seed
 from ..atomic import exclusive, remove_stale_temps, write_json, write_text
 from ..models.health import attention_health
 from ..runtime import keep_freed_memory
-from . import distributed
+from . import cuda_settings, distributed
 from .builders import (DROPOUT_STREAM, MIXUP_STREAM, autocast, build_model, check_labels, load_split, make_loader,
                        model_norm_stats, model_spec, warn)
 from .checkpoint import CKPT_DIR, check_same_model, load_checkpoint, load_weights, save_checkpoint
@@ -135,6 +135,7 @@ class Trainer:
             keep_freed_memory()  # no page faults on every step's activations (swinrmt.runtime)
         if recipe.cpu_threads and self.device.type == "cpu":
             torch.set_num_threads(recipe.cpu_threads)  # train() restores the caller's setting
+        self.cuda_saved = cuda_settings.apply(recipe.cuda, self.device)  # TF32, determinism; train() restores
         self.recipe = self._setup_data(recipe)
         self._setup_model()
         # Position and running sums; a resume overwrites them.
@@ -311,14 +312,28 @@ class Trainer:
 
     # -- steps ---------------------------------------------------------------------------------------------------
     def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self._device_step(x, y, self._host_step(x, y))
+
+    def _host_step(self, x: torch.Tensor, y: torch.Tensor) -> Any:
+        """The step's host-side part: the label check of a batch still on the host (a device-resident split was
+        checked whole at load time) and this step's mixup draws (a CPU generator); returns the mixup plan or None."""
         r = self.recipe
-        check_labels(y, self.num_classes)
+        if y.device.type == "cpu":
+            check_labels(y, self.num_classes)
         torch.manual_seed(mix_seed(r.seed, DROPOUT_STREAM, self.dist.rank, self.step))  # dropout / drop-path stream
+        if self.mixup is None:
+            return None
+        g = torch.Generator().manual_seed(mix_seed(r.seed, MIXUP_STREAM, self.epoch, self.step, self.dist.rank))
+        return self.mixup.plan(g, tuple(x.shape[-2:]))
+
+    def _device_step(self, x: torch.Tensor, y: torch.Tensor, mix_plan: Any) -> torch.Tensor:
+        """The rest of the step, free of host syncs (tests/train/test_host_syncs.py): the batch moves to the device
+        (from pinned memory, asynchronously) and mixup / cutmix run there."""
+        r = self.recipe
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         target: torch.Tensor = y
         if self.mixup is not None:
-            g = torch.Generator().manual_seed(mix_seed(r.seed, MIXUP_STREAM, self.epoch, self.step, self.dist.rank))
-            x, target = self.mixup(x, y, g)
-        x, y, target = (t.to(self.device, non_blocking=True) for t in (x, y, target))
+            x, target = self.mixup.apply(x, y, mix_plan)
         with autocast(self.device, r.precision):
             logits = self.train_module(x)
         logits = logits.float()
@@ -337,8 +352,9 @@ class Trainer:
         loss = loss.detach()
         bad = ~torch.isfinite(loss) & (self.first_bad_step < 0)
         self.first_bad_step = torch.where(bad, self.step, self.first_bad_step)  # on the device: no host sync
-        self.sums += torch.stack([loss.double() * y.numel(), (logits.argmax(1) == y).sum().double(),
-                                  torch.tensor(float(y.numel()), dtype=torch.float64, device=self.device)])
+        n = y.shape[0]  # a host int: counting images on the host is no sync, copying the count to the device is
+        self.sums += torch.stack([loss.double() * n, (logits.argmax(1) == y).sum().double(),
+                                  torch.full((), float(n), dtype=torch.float64, device=self.device)])
         return loss
 
     def _clip_and_track_grad_norm(self, clip: float | None) -> None:
@@ -509,12 +525,13 @@ def train(recipe: Recipe | None, out_dir: str | Path, *, resume: bool = False, o
         if not resume:
             raise ValueError("train(recipe=None) is only meaningful with resume=True")
         recipe = load_run_recipe(out_dir)
-    owns_group, threads = not distributed.is_initialized(), torch.get_num_threads()
+    owns_group, threads, cuda_saved = not distributed.is_initialized(), torch.get_num_threads(), cuda_settings.state()
     try:
         return Trainer(recipe, out_dir, resume=resume, overwrite=overwrite, device=device, progress=progress,
                        loader_factory=loader_factory, step_callback=step_callback).fit()
     finally:
         torch.set_num_threads(threads)
+        cuda_settings.restore(cuda_saved)
         if owns_group:
             distributed.cleanup()
 

@@ -143,6 +143,17 @@ class EmaCfg:
 
 
 @dataclass
+class CudaCfg:
+    """How a CUDA run carries out the arithmetic (no effect on CPU runs): see `swinrmt.train.cuda_settings`."""
+
+    tf32: bool = True  # float32 matmuls and cuDNN convolutions on TF32 tensor cores (false: strict IEEE float32)
+    deterministic: bool = False  # deterministic CUDA kernels (exact resume on CUDA; slower backward)
+
+    def check(self, at: str) -> None:
+        pass
+
+
+@dataclass
 class Recipe:
     """The complete training protocol. `batch_size` is per process: the global batch is batch_size x world size."""
 
@@ -164,6 +175,7 @@ class Recipe:
     ckpt_every_steps: int = 0  # 0: checkpoint at epoch ends only
     eval_every_epochs: int = 1  # the last epoch is always evaluated
     cpu_threads: int | None = None  # torch intra-op threads when training on CPU; None: torch's default
+    cuda: CudaCfg = field(default_factory=CudaCfg)  # TF32 and determinism of CUDA runs
 
     def check(self, at: str) -> None:
         _require(self.img_size is None or self.img_size >= 8, at, "img_size", self.img_size, ">= 8")
