@@ -55,9 +55,7 @@ def axial_attention(mixer, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gh
     softmax_fast = (pol.whole_axis and not sigmoid and mixer.use_sdpa
                     and not windowed_is_faster(pol, gh, gw, q))
     on_kernel = pol.whole_axis and sigmoid and mixer.use_sdpa and sigmoid_on_kernel(gh, gw, q, tw, th, norm)
-    merge_w = merge_h = 1
-    if not on_kernel and pol.sigmoid_groups and sigmoid and mixer.head_dim <= SIGMOID_GROUP_MAX_HEAD_DIM:
-        merge_w, merge_h = sigmoid_group(gw), sigmoid_group(gh)
+    merge_w, merge_h = (1, 1) if on_kernel else sigmoid_merge(pol, sigmoid, mixer.head_dim, gh, gw, q)
     lean = pol.lean_sigmoid and sigmoid and mixer.training and torch.is_grad_enabled() and q.requires_grad
     if not (softmax_fast or on_kernel or merge_w > 1 or merge_h > 1 or lean):
         return mixer.attention(q, k, v, gh, gw, tw, th)
@@ -109,6 +107,15 @@ def windowed_is_faster(pol: policy.Policy, gh: AxisGeometry, gw: AxisGeometry, q
     if max(gh.num_windows, gw.num_windows) != 2:
         return False
     return not _axes_on_kernel(gh, gw, q)
+
+
+def sigmoid_merge(pol: policy.Policy, sigmoid: bool, head_dim: int, gh: AxisGeometry, gw: AxisGeometry,
+                  q: torch.Tensor) -> tuple[int, int]:
+    """How many windows of each axis one sigmoid pass merges into a block-diagonal sequence (width, height). A rule
+    measured on a CPU (longer batched matmuls beat more short ones there), so it applies on the CPU only."""
+    if not (pol.sigmoid_groups and sigmoid and head_dim <= SIGMOID_GROUP_MAX_HEAD_DIM and q.device.type == "cpu"):
+        return 1, 1
+    return sigmoid_group(gw), sigmoid_group(gh)
 
 
 def sigmoid_on_kernel(gh: AxisGeometry, gw: AxisGeometry, q: torch.Tensor, tw, th, norm: str) -> bool:

@@ -43,6 +43,17 @@ def test_the_two_window_rule_is_a_cpu_rule():
         assert not axial.windowed_is_faster(pol, gh, gw, torch.empty(1, 8, 8, 2, 16, device="meta"))
 
 
+def test_the_sigmoid_window_grouping_is_a_cpu_rule():
+    """SWAT's passes merge short windows into block-diagonal sequences on the CPU only (measured there); elsewhere
+    every window stays its own sequence."""
+    gh = gw = axis_geometry(32, 4, True)  # 8 windows of 4 per axis, as at stage 1 of a nano model at 64 px
+    pol = kernels.policy.AUTO
+    merged = axial.sigmoid_merge(pol, True, 16, gh, gw, torch.empty(1, 32, 32, 2, 16))
+    assert merged[0] > 1 and merged[1] > 1
+    assert axial.sigmoid_merge(pol, True, 16, gh, gw, torch.empty(1, 32, 32, 2, 16, device="meta")) == (1, 1)
+    assert axial.sigmoid_merge(pol, False, 16, gh, gw, torch.empty(1, 32, 32, 2, 16)) == (1, 1)  # softmax: never
+
+
 def _sdpa_calls(monkeypatch) -> list[tuple[tuple[int, ...], tuple[int, ...] | None, torch.dtype | None]]:
     calls = []
     original = F.scaled_dot_product_attention
