@@ -13,21 +13,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-PY=${PYTHON:-}
-if [[ -z $PY ]]; then
-  CANDIDATES=()
-  [[ -x $REPO/.venv/bin/python ]] && CANDIDATES+=("$REPO/.venv/bin/python")
-  command -v python3 >/dev/null 2>&1 && CANDIDATES+=(python3)
-  TEST_MODE=0
-  for a in "$@"; do [[ $a == --test ]] && TEST_MODE=1; done
-  if [[ $TEST_MODE != 1 ]]; then
-    for c in "${CANDIDATES[@]}"; do
-      if "$c" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1; then
-        PY=$c; break
-      fi
-    done
-  fi
-  PY=${PY:-${CANDIDATES[0]:-python3}}
-fi
+. "$HERE/pick_python.sh"
+pick_python "$@"
 export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 exec "$PY" "$HERE/smoke.py" "$@"

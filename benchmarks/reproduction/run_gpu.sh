@@ -18,24 +18,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-PY=${PYTHON:-}
-if [[ -z $PY ]]; then
-  # The first of <repo>/.venv/bin/python and python3 whose torch sees a GPU (a repository .venv often holds the CPU
-  # wheel); in --test mode, or when none does, the .venv if present. Without a GPU, run_gpu.py then stops with one
-  # line (exit 2) unless --test or --device cpu: the full recipe never trains on the CPU by accident.
-  CANDIDATES=()
-  [[ -x $REPO/.venv/bin/python ]] && CANDIDATES+=("$REPO/.venv/bin/python")
-  command -v python3 >/dev/null 2>&1 && CANDIDATES+=(python3)
-  TEST_MODE=${RUN_GPU_TEST:-0}
-  for a in "$@"; do [[ $a == --test ]] && TEST_MODE=1; done
-  if [[ $TEST_MODE != 1 ]]; then
-    for c in "${CANDIDATES[@]}"; do
-      if "$c" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1; then
-        PY=$c; break
-      fi
-    done
-  fi
-  PY=${PY:-${CANDIDATES[0]:-python3}}
-fi
+. "$HERE/../gpu/pick_python.sh"
+pick_python "$@"
 export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 exec "$PY" "$HERE/run_gpu.py" "$@"

@@ -61,13 +61,20 @@ def test_retention_head_norm_is_off_by_default_and_adds_one_weight_per_channel()
 def test_retention_gate_off_equals_reference_per_window():
     """With several windows (and padding: 7x10 is no multiple of 4), each window is RMT's decomposed attention run
     on that window alone: nothing leaks between windows or from padding."""
-    m = RetentionMixer(16, 2, window_size=4, shift=False, gate="none", lce=False).double()
+    _assert_each_window_is_its_reference(RetentionMixer(16, 2, window_size=4, shift=False, gate="none", lce=False),
+                                         _reference)
+
+
+def _assert_each_window_is_its_reference(m, reference) -> None:
+    """Windows of 4 without shift on a 7x10 map (padding on both axes): each window's output is `reference(m, xs)`
+    on that window's input alone."""
+    m = m.double()
     x = torch.randn(1, 7, 10, 16, dtype=torch.float64)
     y = m(x)
     for r0 in range(0, 7, 4):
         for c0 in range(0, 10, 4):
             xs = x[:, r0:r0 + 4, c0:c0 + 4]
-            assert torch.allclose(y[:, r0:r0 + 4, c0:c0 + 4], _reference(m, xs), atol=1e-10), (r0, c0)
+            assert torch.allclose(y[:, r0:r0 + 4, c0:c0 + 4], reference(m, xs), atol=1e-10), (r0, c0)
 
 
 @pytest.mark.parametrize("norm", ["headnorm", "none"])
@@ -200,15 +207,12 @@ def test_retention_2d_one_window_equals_rmt_full_2d_reference():
 
 
 def test_retention_2d_windows_do_not_leak_and_padding_is_never_a_key():
-    m = Retention2dMixer(16, 2, window_size=4, shift=False, gate="elementwise", lce=False).double()
-    x = torch.randn(1, 7, 10, 16, dtype=torch.float64)
-    y = m(x)
-    for r0 in range(0, 7, 4):
-        for c0 in range(0, 10, 4):
-            xs = x[:, r0:r0 + 4, c0:c0 + 4]
-            q, k, v = m.q(xs), m.k(xs), m.value(xs)
-            ref = _finish(m, full_2d_retention(q[0], k[0], v[0], 2)[None], xs, v)
-            assert torch.allclose(y[:, r0:r0 + 4, c0:c0 + 4], ref, atol=1e-10), (r0, c0)
+    def full_2d(m, xs):
+        q, k, v = m.q(xs), m.k(xs), m.value(xs)
+        return _finish(m, full_2d_retention(q[0], k[0], v[0], 2)[None], xs, v)
+
+    _assert_each_window_is_its_reference(
+        Retention2dMixer(16, 2, window_size=4, shift=False, gate="elementwise", lce=False), full_2d)
 
 
 def test_retention_2d_shifted_window_equals_the_unshifted_one_on_the_rolled_map_where_no_region_is_cut():

@@ -19,7 +19,7 @@ PY=${PYTHON:-$REPO/.venv/bin/python}
 RUNS=${RUNS:-$HOME/swinrmt-runs}
 DATA=${DATA:-/work/shared/data/tiny-imagenet-100.tar.gz}   # part of the protocol: keep it the same across resumes
 MODELS=(rmt_nano gated_swinrmt_retention_nano gated_swinrmt_swat_nano)
-collect() { "$PY" "$HERE/../collect.py" "$1" "$2" > /dev/null 2>&1 || true; }  # nothing finished yet is not an error
+. "$HERE/../follow.sh"
 for rung in 2 6; do
     out="$RUNS/tin100-${rung}ep"
     rec="$HERE/tin100-${rung}ep"
@@ -28,18 +28,12 @@ for rung in 2 6; do
     # Lake Xeon, avx512 but no avx512_bf16) trains at half the fp32 speed, while fp32 is at most 1.35x slower where
     # bf16 is native (AMX). Rung 2 ran in bf16 (the recipe's default) and is complete.
     if [ "$rung" = 6 ]; then args+=(--set precision=fp32); else args+=(--set "epochs=$rung"); fi
-    running() { pgrep -f "swinrmt compare.*--out $out( |$)" > /dev/null; }
-    if running; then echo "rung $rung is already running: waiting for it"; else
+    if compare_running "$out"; then echo "rung $rung is already running: waiting for it"; else
         if [ -f "$rec/code-rev" ] && [ -n "$(ls "$rec"/finished-runs/*/seed-*/result.json 2>/dev/null)" ]; then
             "$PY" "$HERE/../collect.py" --restore "$rec" "$out" > /dev/null
         fi
         bash "$HERE/../run_detached.sh" "$out" -- "${args[@]}"; sleep 5
     fi
-    n=0
-    while running; do
-        sleep 60
-        n=$((n + 1)); [ $((n % 10)) -ne 0 ] || collect "$out" "$rec"
-    done
-    collect "$out" "$rec"
+    follow "$out" "$rec"
     grep -q "^| " "$out/report.md" 2>/dev/null || { echo "rung $rung left no report: see $out.log"; exit 1; }
 done

@@ -35,7 +35,7 @@ DATA=${DATA:-/work/shared/data/tiny-imagenet-100.tar.gz}   # part of the protoco
 LRS=(5e-4 1e-3 2e-3)
 BASE=(rmt_nano)
 ALL=(rmt_nano gated_swinrmt_retention_nano gated_swinrmt_swat_nano)
-collect() { "$PY" "$HERE/../collect.py" "$1" "$2" > /dev/null 2>&1 || true; }  # nothing finished yet is not an error
+. "$HERE/../follow.sh"
 # Every compare of the pilot trains on one revision: the one checked out when the pilot first started.
 mkdir -p "$HERE/pilot"
 [ -f "$HERE/pilot/code-rev" ] || git -C "$REPO" rev-parse --short HEAD > "$HERE/pilot/code-rev"
@@ -47,8 +47,7 @@ one() {  # one compare to its end: $1 = its name (lr<peak lr>, warm0.3 or rung-<
     if [ "${name#rung-}" != "$name" ]; then
         lr=${name#rung-}; frac=0.1; epochs=6; seeds=3; rec="$HERE/../tin100-ladder/tin100-6ep-v2"
     fi
-    running() { pgrep -f "swinrmt compare.*--out $out( |$)" > /dev/null; }
-    if running; then echo "$name is already running: waiting for it"; else
+    if compare_running "$out"; then echo "$name is already running: waiting for it"; else
         if [ -f "$rec/code-rev" ] && [ -n "$(find "$rec/finished-runs" -name result.json 2>/dev/null)" ]; then
             "$PY" "$HERE/../collect.py" --restore "$rec" "$out" > /dev/null
         fi
@@ -58,12 +57,7 @@ one() {  # one compare to its end: $1 = its name (lr<peak lr>, warm0.3 or rung-<
             "sched.warmup_frac=$frac" "optim.lr=$lr"
         sleep 5
     fi
-    local n=0
-    while running; do
-        sleep 60
-        n=$((n + 1)); [ $((n % 10)) -ne 0 ] || collect "$out" "$rec"
-    done
-    collect "$out" "$rec"
+    follow "$out" "$rec"
     grep -q "^| " "$out/report.md" 2>/dev/null || { echo "$name left no report: see $out.log"; exit 1; }
 }
 T=gated_swinrmt_retention_nano
