@@ -18,3 +18,11 @@ pick_python() {
   fi
   PY=${candidates[0]:-python3}
 }
+
+# `launch SCRIPT ARGS...`: run a Python script of the repository ($REPO) with the interpreter pick_python chooses.
+launch() {
+  local script=$1; shift
+  pick_python "$@"
+  export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+  exec "$PY" "$script" "$@"
+}

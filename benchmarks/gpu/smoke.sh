@@ -11,9 +11,6 @@
 # with --test, the .venv if present). Exit code: 0 every section that ran is ok, 1 a section failed, 2 no GPU
 # outside --test.
 set -euo pipefail
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd); REPO=$(cd "$HERE/../.." && pwd)
 . "$HERE/pick_python.sh"
-pick_python "$@"
-export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-exec "$PY" "$HERE/smoke.py" "$@"
+launch "$HERE/smoke.py" "$@"

@@ -16,9 +16,6 @@
 # the same command skips finished runs and resumes the ones stopped at the deadline. Exit code: 0 all trained runs
 # fine, 1 a run failed, 2 a bad argument or input, or no GPU outside --test / --device cpu (one line on stderr).
 set -euo pipefail
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd); REPO=$(cd "$HERE/../.." && pwd)
 . "$HERE/../gpu/pick_python.sh"
-pick_python "$@"
-export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-exec "$PY" "$HERE/run_gpu.py" "$@"
+launch "$HERE/run_gpu.py" "$@"
