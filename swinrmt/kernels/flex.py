@@ -21,6 +21,8 @@ import functools
 
 import torch
 
+from .layout import fused_layout
+
 #: compile flex_attention (the fused kernel); False: eager, the unfused reference form (tests on a CPU)
 COMPILE = True
 #: the bias value at or below which a key counts as masked (the mixers' NEG is -1e4)
@@ -53,8 +55,6 @@ def biased_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: to
                      scale: float | None = None) -> torch.Tensor:
     """softmax(q kᵀ · scale + bias) v on FlexAttention (`sdpa.biased_attention`'s contract)."""
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
-
-    from .sdpa import fused_layout
 
     q4, k4, v4, b = fused_layout(q, k, v, bias.to(q.dtype))  # b: (1, H', N, M)
     heads, n, m = b.shape[1:]
